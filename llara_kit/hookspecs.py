@@ -1,0 +1,88 @@
+"""The hooks a llara-kit plugin may implement.
+
+Every built-in component is registered through these hooks exactly as a third-party
+package would register its own. Each ``register_<kind>s`` hook receives a ``register``
+callback; call it once per component::
+
+    @hookimpl
+    def register_projectors(register):
+        register("lowrank", LowRankProjector, description="d -> r -> H")
+
+The docstring of each hook below is its documentation (docs/plugin-hooks.md repeats the
+signatures, and a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import click
+import pluggy
+
+PROJECT = "llara_kit"  # spec marker, impl marker, plugin manager and entry-point group
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Register(Protocol):
+    """The callback handed to every ``register_*`` hook."""
+
+    def __call__(self, name: str, factory: Callable[..., Any], *, description: str = "") -> None:
+        ...
+
+
+@hookspec
+def register_encoders(register: Register) -> None:
+    """Register sequence encoders (pre-trained sequential recommenders).
+
+    ``factory`` is an ``Encoder`` subclass (see docs/encoders.md): built from a config,
+    it exposes ``hidden_size``, ``item_embeddings(ids) -> (..., d)`` and
+    ``forward(seq, lengths) -> (B, n_items)`` scores.
+    """
+
+
+@hookspec
+def register_projectors(register: Register) -> None:
+    """Register projectors that map behavioural vectors into the LLM's input space.
+
+    ``factory(in_dim, out_dim, **options)`` returns an ``nn.Module`` taking
+    ``(..., in_dim)`` to ``(..., out_dim)``.
+    """
+
+
+@hookspec
+def register_templates(register: Register) -> None:
+    """Register prompt templates.
+
+    ``factory(**options)`` returns a template that renders one sample (history and
+    candidates) in text-only or hybrid form and reports where behavioural tokens go.
+    """
+
+
+@hookspec
+def register_schedules(register: Register) -> None:
+    """Register curriculum schedules.
+
+    ``factory(**options)`` returns a callable ``p_hybrid(progress) -> float`` giving the
+    probability that a training sample uses the hybrid prompt at ``progress`` in [0, 1].
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register data sets.
+
+    ``factory(**options)`` returns a data-set reader yielding interactions
+    (user, item, timestamp) and item titles; the core builds sequences, splits and
+    candidate sets from them.
+    """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``llara-kit`` command-line interface.
+
+    Use ``@cli.command()`` inside the hook to attach Click commands to the group.
+    """

@@ -1,0 +1,32 @@
+"""The CLI through Click's CliRunner."""
+
+import json
+
+from click.testing import CliRunner
+
+from llara_kit import __version__
+from llara_kit.cli import cli
+
+
+def test_list_plugins_table():
+    result = CliRunner().invoke(cli, ["list-plugins"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "llara_kit.projectors" in result.output and "built-in" in result.output
+    assert "projector: linear, mlp" in result.output
+    assert "two-stage" in result.output
+
+
+def test_list_plugins_json():
+    result = CliRunner().invoke(cli, ["list-plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    plugins = {p["name"]: p for p in json.loads(result.output)}
+    assert plugins["llara_kit.projectors"]["components"] == {"projector": ["linear", "mlp"]}
+    assert plugins["llara_kit.schedules"]["status"] == "ok"
+    assert plugins["llara_kit.schedules"]["source"] == "built-in"
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output.strip() == f"llara-kit, version {__version__}"
+    help_text = runner.invoke(cli, ["--help"]).output
+    assert "list-plugins" in help_text

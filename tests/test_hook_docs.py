@@ -1,0 +1,96 @@
+"""Every hook is documented under its exact signature and has its own test (datasette's rule)."""
+
+import inspect
+import re
+from pathlib import Path
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+
+import llara_kit
+from llara_kit import hookspecs
+from llara_kit.cli import cli
+from llara_kit.plugins import PluginHost, PluginInfo
+from llara_kit.schedules import LinearSchedule
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = sorted(n for n, f in vars(hookspecs).items() if n.startswith("register_") and callable(f))
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented_and_tested(hook):
+    args = ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
+    headings = re.findall(r"^## (.+)$", (ROOT / "docs" / "plugin-hooks.md").read_text(), re.M)
+    assert f"{hook}({args})" in headings
+    assert f"test_hook_{hook}" in globals()
+    assert getattr(hookspecs, hook).__doc__
+
+
+def _host_with(plugin) -> tuple[PluginHost, PluginInfo]:
+    host = PluginHost(entry_points=False)
+    info = PluginInfo("acme", "1.0", "acme-dist")
+    host.add_plugin(plugin, info)
+    assert info.error is None, info.error
+    return host, info
+
+
+def _registers(kind: str, factory):
+    """A plugin object implementing register_<kind>s with one component ``acme``."""
+
+    class Plugin:
+        pass
+
+    def hook(register):
+        register("acme", factory, description=f"an {kind}")
+
+    setattr(Plugin, f"register_{kind}s", staticmethod(llara_kit.hookimpl(hook)))
+    return Plugin()
+
+
+
+
+def _check_registers(kind: str, factory) -> PluginHost:
+    host, info = _host_with(_registers(kind, factory))
+    assert info.components == {kind: ["acme"]}
+    comp = host.registries[kind].get("acme")
+    assert (comp.factory, comp.plugin, comp.description) == (factory, "acme", f"an {kind}")
+    return host
+
+
+def test_hook_register_encoders():
+    _check_registers("encoder", torch.nn.Embedding)
+
+
+def test_hook_register_projectors():
+    host = _check_registers("projector", torch.nn.Linear)
+    assert host.registries["projector"].names() == ["acme", "linear", "mlp"]
+
+
+def test_hook_register_templates():
+    _check_registers("template", str.format)
+
+
+def test_hook_register_schedules():
+    host = _check_registers("schedule", LinearSchedule)
+    assert host.registries["schedule"].get("acme").factory()(0.25) == 0.25
+
+
+def test_hook_register_datasets():
+    _check_registers("dataset", dict)
+
+
+def test_hook_register_commands():
+    class Plugin:
+        @llara_kit.hookimpl
+        def register_commands(self, cli):
+            @cli.command("acme-hello")
+            def hello():
+                click.echo("hello from acme")
+
+    host, _ = _host_with(Plugin())
+    group = click.Group(commands=dict(cli.commands))  # a copy: leave the real CLI untouched
+    host.add_commands(group)
+    result = CliRunner().invoke(group, ["acme-hello"])
+    assert result.output == "hello from acme\n"

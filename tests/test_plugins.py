@@ -1,0 +1,182 @@
+"""The plugin manager with real pluggy and real distributions (no mocks)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import llara_kit
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+from llara_kit.errors import PluginError, UnknownComponentError
+from llara_kit.plugins import DEFAULT_PLUGINS, PluginHost, PluginInfo
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD_PLUGIN = """
+    from torch import nn
+    from llara_kit import hookimpl
+
+    class Halve(nn.Linear):
+        pass
+
+    @hookimpl
+    def register_projectors(register):
+        register("acme-halve", Halve, description="test projector")
+"""
+
+
+def test_builtins_are_registered_and_healthy():
+    host = PluginHost(entry_points=False)
+    assert set(host.plugins) == set(DEFAULT_PLUGINS)
+    assert all(info.status == "ok" for info in host.plugins.values())
+    assert host.registries["projector"].names() == ["linear", "mlp"]
+    assert host.registries["schedule"].names() == [
+        "cosine", "hybrid-only", "linear", "text-only", "two-stage",
+    ]
+    comp = host.registries["projector"].get("mlp")
+    assert comp.plugin == "llara_kit.projectors" and comp.kind == "projector"
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(UnknownComponentError) as err:
+        llara_kit.get_projector("mpl")
+    assert str(err.value) == "Unknown projector 'mpl'. Available: linear, mlp."
+
+
+def test_duplicate_component_is_refused_naming_both_plugins():
+    class Clash:
+        @llara_kit.hookimpl
+        def register_projectors(self, register):
+            register("mlp", object)
+
+    host = PluginHost(entry_points=False)
+    info = PluginInfo("clash", "0.0", "clash-dist")
+    host.add_plugin(Clash(), info)
+    assert info.status == "broken"
+    assert "'llara_kit.projectors'" in info.error and "'clash'" in info.error
+    # the built-in stays, the clashing plugin contributes nothing
+    assert host.registries["projector"].get("mlp").plugin == "llara_kit.projectors"
+    assert info.components == {}
+
+
+@pytest.fixture
+def projectors_copy(monkeypatch):
+    """A second built-in module registering the same names as llara_kit.projectors."""
+    import sys
+    import types
+
+    from llara_kit import projectors
+
+    module = types.ModuleType("llara_kit.projectors_copy_for_test")
+    module.register_projectors = projectors.register_projectors
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    return module.__name__
+
+
+def test_duplicate_between_builtins_is_an_error(projectors_copy):
+    with pytest.raises(PluginError, match="both provide the projector 'linear'"):
+        PluginHost(("llara_kit.projectors", projectors_copy), entry_points=False)
+
+
+def test_misspelt_hook_names_the_plugin():
+    class Typo:
+        @llara_kit.hookimpl
+        def register_projector(self, register):  # missing "s"
+            register("x", object)
+
+    host = PluginHost(entry_points=False)
+    info = PluginInfo("typo", "0.0", "typo-dist")
+    host.add_plugin(Typo(), info)
+    assert info.error.startswith("Plugin 'typo' implements unknown hook 'register_projector'")
+
+
+def test_unknown_hook_argument_names_the_plugin():
+    class ExtraArg:
+        @llara_kit.hookimpl
+        def register_schedules(self, register, options):
+            pass
+
+    host = PluginHost(entry_points=False)
+    info = PluginInfo("extra", "0.0", "extra-dist")
+    host.add_plugin(ExtraArg(), info)
+    assert "Plugin 'extra'" in info.error and "options" in info.error
+
+
+def test_entry_point_plugin_is_discovered_listed_and_looked_up(install_dist):
+    install_dist("acme-llara", {"acme": "acme_llara"}, {"acme_llara.py": GOOD_PLUGIN})
+    host = PluginHost(entry_points=True)
+    info = host.plugins["acme"]
+    assert (info.status, info.version, info.source) == ("ok", "1.2.3", "acme-llara")
+    assert info.components == {"projector": ["acme-halve"]}
+    factory = host.registries["projector"].get("acme-halve").factory
+    assert factory(4, 2).weight.shape == (2, 4)
+
+
+def test_broken_entry_point_plugin_is_reported_not_fatal(install_dist):
+    install_dist(
+        "acme-broken", {"broken": "acme_broken"},
+        {"acme_broken.py": "import a_module_that_does_not_exist\n"},
+    )
+    host = PluginHost(entry_points=True)
+    info = host.plugins["broken"]
+    assert info.status == "broken"
+    assert "could not be imported" in info.error and "a_module_that_does_not_exist" in info.error
+    assert "mlp" in host.registries["projector"]  # the rest keeps working
+
+
+def test_plugin_failing_inside_its_hook_is_reported(install_dist):
+    install_dist("acme-raise", {"raiser": "acme_raise"}, {"acme_raise.py": """
+        from llara_kit import hookimpl
+
+        @hookimpl
+        def register_schedules(register):
+            register("fine", lambda: None)
+            raise RuntimeError("boom")
+    """})
+    host = PluginHost(entry_points=True)
+    info = host.plugins["raiser"]
+    assert info.status == "broken" and "boom" in info.error
+    assert "fine" not in host.registries["schedule"]
+
+
+def test_env_var_disables_entry_points(install_dist, monkeypatch):
+    install_dist("acme-llara", {"acme": "acme_llara"}, {"acme_llara.py": GOOD_PLUGIN})
+    assert "acme" not in PluginHost().plugins  # conftest sets the variable
+    monkeypatch.setenv("LLARA_KIT_DISABLE_PLUGIN_AUTOLOAD", "0")
+    assert "acme" in PluginHost().plugins
+
+
+def test_in_repo_plugin_package_is_discovered(install_dist):
+    """plugins/llara-kit-lowrank: its pyproject's entry point really loads its module."""
+    package = REPO / "plugins" / "llara-kit-lowrank"
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    install_dist(
+        project["name"], project["entry-points"]["llara_kit"],
+        {"llara_kit_lowrank.py": (package / "llara_kit_lowrank.py").read_text()},
+        version=project["version"],
+    )
+    host = PluginHost(entry_points=True)
+    assert host.plugins["lowrank"].components == {"projector": ["lowrank"]}
+    projector = host.registries["projector"].get("lowrank").factory(64, 576)
+    import torch
+
+    assert projector(torch.zeros(3, 64)).shape == (3, 576)
+
+
+def test_bad_component_name_is_refused():
+    class BadName:
+        @llara_kit.hookimpl
+        def register_schedules(self, register):
+            register("Has Spaces", lambda: None)
+
+    host = PluginHost(entry_points=False)
+    info = PluginInfo("bad", "0.0", "bad-dist")
+    host.add_plugin(BadName(), info)
+    assert "'Has Spaces'" in info.error
