@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from llara_kit import __version__
+from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import KINDS, load_plugins
 
@@ -55,6 +57,100 @@ def list_plugins(as_json: bool) -> None:
         )
         table.add_row(p["name"], p["version"], p["source"], status, components or "-")
     Console().print(table)
+
+
+def data_options(func):
+    """The options that choose a data set and how its samples are built."""
+    defaults = DataSettings()
+    decorators = [
+        click.option("--dataset", default="ml-100k", show_default=True,
+                     help="Data-set plugin (see list-plugins)."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder of the data set's files (ml-100k: optional)."),
+        click.option("--data-option", "data_option", multiple=True, metavar="KEY=VALUE",
+                     help="Option for the data-set plugin, e.g. delimiter=';' (repeatable)."),
+        click.option("--history", default=defaults.history, show_default=True,
+                     help="History items per sample."),
+        click.option("--candidates", default=defaults.candidates, show_default=True,
+                     help="Candidates per sample (target + negatives)."),
+        click.option("--split", default=",".join(map(str, defaults.split)), show_default=True,
+                     help="User shares train,valid,test."),
+        click.option("--min-history", default=defaults.min_history, show_default=True,
+                     help="Shortest history a sample may have."),
+        click.option("--seed", default=defaults.seed, show_default=True,
+                     help="Seed of the split and the candidate draws."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def load_data(kw: dict) -> tuple[PreparedData, bool]:
+    """Prepare (or reuse) the data named by ``data_options``; pops their keys from ``kw``."""
+    options: dict[str, str | Path] = {}
+    for item in kw.pop("data_option"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE.", param_hint="--data-option")
+        options[key.strip().replace("-", "_")] = value
+    if kw.get("data_dir") is not None:
+        options["data_dir"] = kw.pop("data_dir")
+    kw.pop("data_dir", None)
+    try:
+        split = tuple(float(x) for x in kw.pop("split").split(","))
+    except ValueError:
+        raise click.BadParameter(
+            "give three numbers like 0.8,0.1,0.1.", param_hint="--split"
+        ) from None
+    settings = DataSettings(
+        history=kw.pop("history"), candidates=kw.pop("candidates"), split=split,
+        min_history=kw.pop("min_history"), seed=kw.pop("seed"),
+    )
+    with stderr.status(f"Preparing {kw['dataset']} ..."):
+        return prepare_data(kw.pop("dataset"), options, settings)
+
+
+@cli.group()
+def data() -> None:
+    """Prepare data sets and inspect prepared data."""
+
+
+def _show_data(prepared: PreparedData, reused: bool, as_json: bool) -> None:
+    m = prepared.manifest
+    if as_json:
+        click.echo(json.dumps({"path": str(prepared.path), "reused": reused, **m}, indent=2))
+        return
+    table = Table(title=f"{m['dataset']} ({'reused from cache' if reused else 'prepared'})",
+                  show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key in ("users", "items", "interactions", *(f"{s}_{n}" for n in ("users", "samples")
+                                                    for s in ("train", "valid", "test"))):
+        table.add_row(key.replace("_", " "), f"{m['counts'][key]:,}")
+    for reason, count in m["skipped"].items():
+        table.add_row(f"skipped: {reason}", f"[yellow]{count:,}[/]")
+    table.add_row("settings", json.dumps(m["settings"]))
+    table.add_row("hash", m["hash"][:16])
+    table.add_row("folder", str(prepared.path))
+    if not reused:
+        table.add_row("prepared in", f"{m['prepare_seconds']:.1f} s")
+    Console().print(table)
+
+
+@data.command("prepare")
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def data_prepare(as_json: bool, **kw) -> None:
+    """Build the split and stored candidate sets once, into the cache."""
+    _show_data(*load_data(kw), as_json)
+
+
+@data.command("info")
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def data_info(as_json: bool, **kw) -> None:
+    """Users, items, interactions, samples per split and the data hash."""
+    _show_data(*load_data(kw), as_json)
 
 
 def main() -> None:

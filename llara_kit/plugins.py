@@ -26,6 +26,7 @@ KINDS = ("encoder", "projector", "template", "schedule", "dataset")
 DEFAULT_PLUGINS = (
     "llara_kit.projectors",
     "llara_kit.schedules",
+    "llara_kit.data.sources",
 )
 
 # Set to 1 to skip third-party plugins (the test suite does; so can a user debugging one).
@@ -253,3 +254,22 @@ def get_component(kind: str, name: str) -> Component:
         available = ", ".join(KINDS)
         raise UnknownComponentError(f"Unknown component kind {kind!r}. Available: {available}.")
     return load_plugins().registries[kind].get(name)
+
+
+def build_component(kind: str, name: str, *args: Any, **options: Any) -> Any:
+    """Call the factory of ``kind`` ``name`` after checking the option names against it."""
+    factory = get_component(kind, name).factory
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return factory(*args, **options)
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        accepted = [n for n, p in params.items() if p.kind in named]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise UnknownComponentError(
+                f"The {kind} {name!r} has no option {unknown[0]!r}; its options are: "
+                f"{', '.join(accepted[len(args):]) or 'none'}."
+            )
+    return factory(*args, **options)

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from llara_kit.plugins import DISABLE_AUTOLOAD_ENV
+from llara_kit.storage import HOME_ENV
 
 
 @pytest.fixture(autouse=True)
-def _no_entry_point_autoload(monkeypatch):
+def _isolated(monkeypatch, tmp_path_factory):
+    """No third-party entry points, and a private cache per test session."""
     monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    monkeypatch.setenv(HOME_ENV, str(tmp_path_factory.getbasetemp() / "llara-kit-home"))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from llara_kit.cli import cli
 
 
 def test_list_plugins_table():
-    result = CliRunner().invoke(cli, ["list-plugins"], terminal_width=200)
+    result = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "llara_kit.projectors" in result.output and "built-in" in result.output
     assert "projector: linear, mlp" in result.output

@@ -1,0 +1,208 @@
+"""Prepared data: built once per (data set, options, settings), stored in the cache, reused.
+
+A prepared folder holds ``manifest.json`` (settings, sources, counts, skips, content hash),
+``items.jsonl`` (id, raw id, title, year), ``users.json`` (raw user ids by index) and
+``arrays.safetensors`` (user sequences, samples, stored valid/test candidates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from llara_kit import __version__
+from llara_kit.data import protocol
+from llara_kit.data.protocol import SPLITS, DataSettings
+from llara_kit.data.raw import RawData
+from llara_kit.plugins import build_component
+from llara_kit.storage import (
+    cache_home,
+    publish_dir,
+    sha256_file,
+    sha256_json,
+    staging_dir,
+    write_json,
+)
+
+FORMAT = 1  # bump when the stored layout or the protocol changes
+
+
+@dataclass
+class Split:
+    """One split's samples. ``candidates`` is stored for valid/test, drawn per epoch for train."""
+
+    users: np.ndarray  # (n,) user index
+    history: np.ndarray  # (n, H) item ids, left-aligned, 0 = padding
+    lengths: np.ndarray  # (n,)
+    targets: np.ndarray  # (n,)
+    candidates: np.ndarray | None  # (n, C) or None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+class PreparedData:
+    """Sequences, splits and candidate sets of one data set under one set of settings."""
+
+    def __init__(self, path: Path, manifest: dict, items: list[dict], raw_users: list[str],
+                 arrays: dict[str, np.ndarray]):
+        self.path = path
+        self.manifest = manifest
+        self.settings = DataSettings(**manifest["settings"])
+        self.raw_item_ids = [""] + [it["raw_id"] for it in items]  # index = item id
+        self.titles = [""] + [it["title"] for it in items]
+        self.years = [None] + [it["year"] for it in items]
+        self.raw_user_ids = raw_users
+        offsets = arrays["seq_offsets"]
+        self.sequences = np.split(arrays["seq_items"], offsets[1:-1])  # per user, by time
+        self.splits = {
+            name: Split(
+                arrays[f"{name}_users"], arrays[f"{name}_history"], arrays[f"{name}_lengths"],
+                arrays[f"{name}_targets"], arrays.get(f"{name}_candidates"),
+            )
+            for name in SPLITS
+        }
+
+    @property
+    def hash(self) -> str:
+        return self.manifest["hash"]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.titles) - 1
+
+    def train_candidates(self, epoch: int) -> np.ndarray:
+        """(n_train, C) candidates for one epoch, drawn from a generator seeded by (seed, epoch)."""
+        train = self.splits["train"]
+        rng = protocol.candidate_rng(self.settings, "train", epoch)
+        return protocol.draw_candidates(
+            train.users, train.targets, self.sequences, self.n_items,
+            self.settings.candidates, rng,
+        )
+
+
+def _content_hash(arrays: dict[str, np.ndarray], items: list[dict], users: list[str],
+                  settings: DataSettings) -> str:
+    digest = hashlib.sha256(json.dumps([items, users, settings.to_dict()]).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[str], dict]:
+    """Apply the protocol to raw data: (counts and skips, items, raw user ids, arrays)."""
+    raw_items, item_id = protocol.index_items(raw)
+    raw_users, sequences = protocol.user_sequences(raw, item_id)
+    eligible = np.array(
+        [u for u, s in enumerate(sequences) if len(s) > settings.min_history], dtype=np.int64
+    )
+    protocol.check_negative_pool(
+        [sequences[u] for u in eligible], [raw_users[u] for u in eligible], len(raw_items),
+        settings,
+    )
+    parts = protocol.split_users(len(eligible), settings)
+    arrays: dict[str, np.ndarray] = {
+        "seq_items": np.concatenate(sequences),
+        "seq_offsets": np.cumsum([0] + [len(s) for s in sequences]).astype(np.int64),
+    }
+    for name in SPLITS:
+        samples = protocol.make_samples(
+            eligible[parts[name]], sequences, settings, every_prefix=name == "train"
+        )
+        arrays.update({f"{name}_{key}": value for key, value in samples.items()})
+        if name != "train":
+            arrays[f"{name}_candidates"] = protocol.draw_candidates(
+                samples["users"], samples["targets"], sequences, len(raw_items),
+                settings.candidates, protocol.candidate_rng(settings, name),
+            )
+    items = [
+        {"id": item_id[r], "raw_id": r, "title": raw.titles[r], "year": raw.years.get(r)}
+        for r in raw_items
+    ]
+    counts = {
+        "users": len(raw_users),
+        "items": len(raw_items),
+        "interactions": len(raw.interactions),
+        **{f"{name}_users": len(parts[name]) for name in SPLITS},
+        **{f"{name}_samples": len(arrays[f"{name}_targets"]) for name in SPLITS},
+    }
+    skipped = raw.skipped + protocol.skipped_short_users(sequences, settings)
+    return {"counts": counts, "skipped": dict(sorted(skipped.items()))}, items, raw_users, arrays
+
+
+def _options_for_key(options: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in sorted(options.items()):
+        if key == "data_dir" and value is not None:
+            value = Path(value).expanduser().resolve()
+        out[key] = str(value)
+    return out
+
+
+def _sources_unchanged(manifest: dict) -> bool:
+    return all(
+        Path(src["path"]).is_file() and sha256_file(Path(src["path"])) == src["sha256"]
+        for src in manifest["sources"]
+    )
+
+
+def _load(folder: Path) -> PreparedData:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    with open(folder / "items.jsonl", encoding="utf-8") as fh:
+        items = [json.loads(line) for line in fh]
+    users = json.loads((folder / "users.json").read_text())
+    return PreparedData(folder, manifest, items, users, load_file(folder / "arrays.safetensors"))
+
+
+def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None,
+                 settings: DataSettings | None = None, *, home: Path | None = None
+                 ) -> tuple[PreparedData, bool]:
+    """The prepared data for these inputs, from the cache when present: (data, reused)."""
+    options = dict(options or {})
+    settings = settings or DataSettings()
+    key_fields = {"format": FORMAT, "dataset": dataset, "options": _options_for_key(options),
+                  "settings": settings.to_dict()}
+    key = sha256_json(key_fields)
+    folder = (home or cache_home()) / "data" / f"{dataset}-{key[:16]}"
+    if (folder / "manifest.json").is_file():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if _sources_unchanged(manifest):
+            return _load(folder), True
+
+    started = time.perf_counter()
+    reader = build_component("dataset", dataset, **options)
+    raw = reader.read()
+    summary, items, users, arrays = build(raw, settings)
+    manifest = {
+        **key_fields,
+        "key": key,
+        "hash": _content_hash(arrays, items, users, settings),
+        **summary,
+        "sources": [{"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
+                    for p in raw.sources],
+        "llara_kit_version": __version__,
+        "prepare_seconds": round(time.perf_counter() - started, 3),
+    }
+    tmp = staging_dir(folder)
+    try:
+        save_file(arrays, str(tmp / "arrays.safetensors"))
+        with open(tmp / "items.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(it, ensure_ascii=False) + "\n" for it in items)
+        write_json(tmp / "users.json", users)
+        write_json(tmp / "manifest.json", manifest)
+        if folder.exists():  # stale: its source files changed
+            shutil.rmtree(folder)
+        publish_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _load(folder), False

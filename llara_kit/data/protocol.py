@@ -1,0 +1,161 @@
+"""The LLaRA protocol: chronological sequences, a user split, samples and candidate sets.
+
+Item ids are 1..N in the order of the raw ids (0 is padding); user indices 0..U-1 likewise.
+All randomness comes from generators derived from the settings' seed, so a given input and
+settings always give the same arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from llara_kit.data.raw import DataError, RawData
+from llara_kit.errors import LlaraKitError
+
+# Streams of the seed's generator family: one per use, so adding one never shifts another.
+_SPLIT, _VALID, _TEST, _TRAIN = 0, 1, 2, 3
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """How samples are built. Defaults are the paper's (and its code's min_history)."""
+
+    history: int = 10  # items shown before the target
+    candidates: int = 20  # target + (candidates - 1) negatives
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # users: train / valid / test
+    min_history: int = 3  # shortest history a sample may have (authors' code)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "split", tuple(float(x) for x in self.split))
+        for name in ("history", "candidates", "min_history"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise LlaraKitError(f"Data setting {name}={value!r} must be a positive integer.")
+        if self.candidates < 2:
+            raise LlaraKitError(f"candidates={self.candidates} must be at least 2 (target + 1).")
+        if self.min_history > self.history:
+            raise LlaraKitError(
+                f"min_history={self.min_history} exceeds history={self.history}; lower it."
+            )
+        if len(self.split) != 3 or min(self.split) <= 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise LlaraKitError(
+                f"split={self.split} must be three positive shares summing to 1, e.g. 0.8,0.1,0.1."
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"split": list(self.split)}
+
+
+def _natural_key(raw_id: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", raw_id))
+
+
+def index_items(raw: RawData) -> tuple[list[str], dict[str, int]]:
+    """Raw item ids in natural order, and raw id -> item id (1-based)."""
+    raw_ids = sorted(raw.titles, key=_natural_key)
+    return raw_ids, {r: i + 1 for i, r in enumerate(raw_ids)}
+
+
+def user_sequences(raw: RawData, item_id: dict[str, int]) -> tuple[list[str], list[np.ndarray]]:
+    """Per-user item ids sorted by time; ties keep file order (a stable sort)."""
+    events: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for user, item, ts in raw.interactions:
+        events[user].append((ts, item_id[item]))
+    users = sorted(events, key=_natural_key)
+    sequences = [
+        np.array([item for _, item in sorted(events[u], key=lambda e: e[0])], dtype=np.int64)
+        for u in users
+    ]
+    return users, sequences
+
+
+def split_users(n_users: int, settings: DataSettings) -> dict[str, np.ndarray]:
+    """Shuffle user indices by the seed and cut them train:valid:test (sorted within each)."""
+    order = np.random.default_rng([settings.seed, _SPLIT]).permutation(n_users)
+    n_train = int(n_users * settings.split[0])
+    n_valid = int(n_users * settings.split[1])
+    if min(n_train, n_valid, n_users - n_train - n_valid) < 1:
+        raise DataError(
+            f"Only {n_users} users with enough history: too few to split "
+            f"{settings.split}; bring more data or lower min_history."
+        )
+    cuts = np.split(order, [n_train, n_train + n_valid])
+    return {name: np.sort(part) for name, part in zip(SPLITS, cuts, strict=True)}
+
+
+def make_samples(users: np.ndarray, sequences: list[np.ndarray], settings: DataSettings,
+                 every_prefix: bool) -> dict[str, np.ndarray]:
+    """Samples as arrays: history (n, H) left-aligned with 0 padding, lengths, targets, users.
+
+    ``every_prefix``: each position from ``min_history`` on is a target (train users);
+    otherwise only the last item is (valid and test users).
+    """
+    rows: list[tuple[int, int]] = []  # (user, target position)
+    for u in users:
+        n = len(sequences[u])
+        first = settings.min_history if every_prefix else n - 1
+        rows.extend((int(u), t) for t in range(first, n))
+    history = np.zeros((len(rows), settings.history), dtype=np.int64)
+    lengths = np.zeros(len(rows), dtype=np.int64)
+    targets = np.zeros(len(rows), dtype=np.int64)
+    for r, (u, t) in enumerate(rows):
+        window = sequences[u][max(0, t - settings.history) : t]
+        history[r, : len(window)] = window
+        lengths[r] = len(window)
+        targets[r] = sequences[u][t]
+    return {
+        "users": np.array([u for u, _ in rows], dtype=np.int64),
+        "history": history,
+        "lengths": lengths,
+        "targets": targets,
+    }
+
+
+def check_negative_pool(sequences: list[np.ndarray], raw_users: list[str], n_items: int,
+                        settings: DataSettings) -> None:
+    """Every user must leave at least candidates - 1 items unseen to draw negatives from."""
+    need = settings.candidates - 1
+    for u, seq in enumerate(sequences):
+        unseen = n_items - len(np.unique(seq))
+        if unseen < need:
+            raise DataError(
+                f"User {raw_users[u]!r} has interacted with {n_items - unseen} of {n_items} "
+                f"items, leaving {unseen} to draw {need} negatives from; lower candidates."
+            )
+
+
+def draw_candidates(users: np.ndarray, targets: np.ndarray, sequences: list[np.ndarray],
+                    n_items: int, n_candidates: int, rng: np.random.Generator,
+                    chunk: int = 4096) -> np.ndarray:
+    """(n, C) candidate lists: the target and C-1 distinct negatives the user never
+    interacted with, drawn uniformly, in random order."""
+    out = np.empty((len(users), n_candidates), dtype=np.int64)
+    for start in range(0, len(users), chunk):
+        u = users[start : start + chunk]
+        keys = rng.random((len(u), n_items + 1), dtype=np.float32)  # (rows, N + 1)
+        keys[:, 0] = np.inf  # padding id
+        seen = [sequences[x] for x in u]
+        rows = np.repeat(np.arange(len(u)), [len(s) for s in seen])
+        keys[rows, np.concatenate(seen)] = np.inf
+        negatives = np.argpartition(keys, n_candidates - 2, axis=1)[:, : n_candidates - 1]
+        lists = np.concatenate([negatives, targets[start : start + chunk, None]], axis=1)
+        out[start : start + chunk] = rng.permuted(lists, axis=1)
+    return out
+
+
+def candidate_rng(settings: DataSettings, split: str, epoch: int = 0) -> np.random.Generator:
+    """The generator for a split's candidates: fixed for valid/test, per epoch for train."""
+    stream = {"valid": [_VALID], "test": [_TEST], "train": [_TRAIN, epoch]}[split]
+    return np.random.default_rng([settings.seed, *stream])
+
+
+def skipped_short_users(sequences: list[np.ndarray], settings: DataSettings) -> Counter:
+    short = sum(len(s) < settings.min_history + 1 for s in sequences)
+    key = f"users with fewer than {settings.min_history + 1} interactions"
+    return Counter({key: short}) if short else Counter()

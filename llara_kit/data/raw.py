@@ -1,0 +1,92 @@
+"""What a data-set plugin returns, and the careful file reading the built-ins share."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from llara_kit.errors import LlaraKitError
+
+
+class DataError(LlaraKitError):
+    """Bad input data: the message names the file, the line where it applies, and the fix."""
+
+
+@dataclass
+class RawData:
+    """Interactions and item titles as a data-set plugin reads them.
+
+    ``interactions`` keep file order, which breaks timestamp ties stably. ``skipped``
+    counts what was left out and why; the core reports it and never drops silently.
+    """
+
+    interactions: list[tuple[str, str, float]]  # (user, item, timestamp), raw ids
+    titles: dict[str, str]  # raw item id -> normalised title
+    years: dict[str, int | None] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)  # files read, for the cache key
+    skipped: Counter = field(default_factory=Counter)
+
+
+def require_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file {str(path)!r} does not exist; check the path or --data-dir.")
+    return path
+
+
+def read_rows(
+    path: Path, sep: str, n_fields: int | None, *, encoding: str = "utf-8", header: bool = False
+) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) for each non-blank line, checking the field count."""
+    with open(path, encoding=encoding, newline="") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or (header and lineno == 1):
+                continue
+            fields = line.split(sep)
+            if n_fields is not None and len(fields) != n_fields:
+                raise DataError(
+                    f"{path}:{lineno}: expected {n_fields} fields separated by {sep!r}, "
+                    f"found {len(fields)}; fix that line or check the delimiter."
+                )
+            yield lineno, fields
+
+
+def parse_time(value: str, path: Path, lineno: int) -> float:
+    """A Unix timestamp or an ISO date/time."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        raise DataError(
+            f"{path}:{lineno}: timestamp {value!r} is neither a number nor an ISO date; "
+            "fix that line."
+        ) from None
+
+
+# Articles that MovieLens moves to the end of a title ("Usual Suspects, The").
+_ARTICLES = "The|A|An|La|Le|Les|L'|Il|El|Das|Der|Die|Det|Den"
+_TRAILING_ARTICLE = re.compile(rf"^(?P<main>.+?), (?P<art>{_ARTICLES})(?P<alt> \(.*\))?$")
+_YEAR = re.compile(r"\s*\((?P<year>\d{4})\)\s*$")
+
+
+def normalise_title(raw: str) -> tuple[str, int | None]:
+    """``"Usual Suspects, The (1995)"`` -> ``("The Usual Suspects", 1995)``."""
+    title = " ".join(raw.split())
+    year = None
+    match = _YEAR.search(title)
+    if match:
+        year = int(match["year"])
+        title = title[: match.start()]
+    match = _TRAILING_ARTICLE.match(title)
+    if match:
+        sep = "" if match["art"].endswith("'") else " "
+        title = f"{match['art']}{sep}{match['main']}{match['alt'] or ''}"
+    return title, year
