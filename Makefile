@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/llara-kit list-plugins
+	$(BIN)/llara-kit data info
+	$(BIN)/llara-kit pretrain --encoder sasrec
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

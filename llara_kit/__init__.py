@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from llara_kit.hookspecs import hookimpl  # noqa: E402
-from llara_kit.plugins import get_component, load_plugins  # noqa: E402
+from llara_kit.plugins import get_component, load_plugins, register_plugin  # noqa: E402
 
 
 def get_projector(name: str):
@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "hookimpl",
     "load_plugins",
+    "register_plugin",
     "get_component",
     "get_projector",
     "get_schedule",

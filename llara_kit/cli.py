@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,6 +14,8 @@ from llara_kit import __version__
 from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import KINDS, load_plugins
+from llara_kit.pretrain import PretrainSettings, pretrain_encoder
+from llara_kit.ranking import popularity_scorer, score_item_scorer
 
 stderr = Console(stderr=True)
 
@@ -85,17 +88,26 @@ def data_options(func):
     return func
 
 
+def key_values(items: tuple[str, ...], param_hint: str) -> dict[str, Any]:
+    """``("a=1", "b=x")`` -> ``{"a": 1, "b": "x"}``: values are JSON where they parse."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE.", param_hint=param_hint)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except ValueError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
 def load_data(kw: dict) -> tuple[PreparedData, bool]:
     """Prepare (or reuse) the data named by ``data_options``; pops their keys from ``kw``."""
-    options: dict[str, str | Path] = {}
-    for item in kw.pop("data_option"):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE.", param_hint="--data-option")
-        options[key.strip().replace("-", "_")] = value
-    if kw.get("data_dir") is not None:
-        options["data_dir"] = kw.pop("data_dir")
-    kw.pop("data_dir", None)
+    options = key_values(kw.pop("data_option"), "--data-option")
+    data_dir = kw.pop("data_dir")
+    if data_dir is not None:
+        options["data_dir"] = data_dir
     try:
         split = tuple(float(x) for x in kw.pop("split").split(","))
     except ValueError:
@@ -151,6 +163,60 @@ def data_prepare(as_json: bool, **kw) -> None:
 def data_info(as_json: bool, **kw) -> None:
     """Users, items, interactions, samples per split and the data hash."""
     _show_data(*load_data(kw), as_json)
+
+
+def _interval(m: dict[str, float]) -> str:
+    return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
+def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -> Table:
+    """One row per metric, one column per method: value [95% interval]."""
+    table = Table(title=title)
+    table.add_column("metric", style="bold")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for metric in next(iter(columns.values())):
+        table.add_row(metric, *(_interval(col[metric]) for col in columns.values()))
+    return table
+
+
+@cli.command()
+@click.option("--encoder", default="sasrec", show_default=True, help="Encoder plugin.")
+@data_options
+@click.option("--epochs", default=PretrainSettings.epochs, show_default=True,
+              help="Most epochs; early stopping may end sooner.")
+@click.option("--patience", default=PretrainSettings.patience, show_default=True,
+              help="Epochs without a better validation MRR before stopping.")
+@click.option("--lr", default=PretrainSettings.lr, show_default=True, help="Adam learning rate.")
+@click.option("--batch-size", default=PretrainSettings.batch_size, show_default=True)
+@click.option("--weight-decay", default=PretrainSettings.weight_decay, show_default=True,
+              help="Adam L2 penalty.")
+@click.option("--encoder-option", multiple=True, metavar="KEY=VALUE",
+              help="Encoder setting, e.g. hidden_size=64 or n_layers=1 (repeatable).")
+@click.option("--force", is_flag=True, help="Train again even if a stored encoder matches.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: int,
+             weight_decay: float, encoder_option: tuple[str, ...], force: bool, as_json: bool,
+             **kw) -> None:
+    """Train a sequential recommender on the train split and score it on the test candidates."""
+    seed = kw["seed"]
+    data, _ = load_data(kw)
+    settings = PretrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
+                                weight_decay=weight_decay, seed=seed)
+    result = pretrain_encoder(encoder, data, key_values(encoder_option, "--encoder-option"),
+                              settings, force=force, show_progress=not as_json)
+    report = result.report | {"path": str(result.path), "reused": result.reused}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    popularity = score_item_scorer(popularity_scorer(data), data, "test", seed=seed)
+    how = "reused from" if result.reused else f"trained in {report['seconds']:.0f} s, stored in"
+    Console().print(metrics_table(
+        f"{encoder} on {data.manifest['dataset']} test ({len(data.splits['test'])} users, "
+        f"{data.settings.candidates} candidates; full = all {data.n_items} items)",
+        {encoder: report["test"], "popularity": popularity},
+    ))
+    Console().print(f"{encoder}: {how} {result.path}")
 
 
 def main() -> None:

@@ -27,6 +27,9 @@ DEFAULT_PLUGINS = (
     "llara_kit.projectors",
     "llara_kit.schedules",
     "llara_kit.data.sources",
+    "llara_kit.encoders.sasrec",
+    "llara_kit.encoders.gru4rec",
+    "llara_kit.encoders.caser",
 )
 
 # Set to 1 to skip third-party plugins (the test suite does; so can a user debugging one).
@@ -273,3 +276,12 @@ def build_component(kind: str, name: str, *args: Any, **options: Any) -> Any:
                 f"{', '.join(accepted[len(args):]) or 'none'}."
             )
     return factory(*args, **options)
+
+
+def register_plugin(plugin: object, name: str) -> PluginInfo:
+    """Register a plugin object at run time (scripts, notebooks); raises if it is broken."""
+    info = PluginInfo(name, "local", "registered at run time")
+    load_plugins().add_plugin(plugin, info)
+    if info.error:
+        raise PluginError(f"Plugin {name!r} is broken: {info.error}")
+    return info

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,12 @@ from llara_kit.data.raw import RawData
 from llara_kit.plugins import build_component
 from llara_kit.storage import (
     cache_home,
-    publish_dir,
+    read_jsonl,
     sha256_file,
     sha256_json,
-    staging_dir,
+    staged_dir,
     write_json,
+    write_jsonl,
 )
 
 FORMAT = 1  # bump when the stored layout or the protocol changes
@@ -158,8 +158,7 @@ def _sources_unchanged(manifest: dict) -> bool:
 
 def _load(folder: Path) -> PreparedData:
     manifest = json.loads((folder / "manifest.json").read_text())
-    with open(folder / "items.jsonl", encoding="utf-8") as fh:
-        items = [json.loads(line) for line in fh]
+    items = read_jsonl(folder / "items.jsonl")
     users = json.loads((folder / "users.json").read_text())
     return PreparedData(folder, manifest, items, users, load_file(folder / "arrays.safetensors"))
 
@@ -193,16 +192,9 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
         "llara_kit_version": __version__,
         "prepare_seconds": round(time.perf_counter() - started, 3),
     }
-    tmp = staging_dir(folder)
-    try:
+    with staged_dir(folder) as tmp:  # replaces a stale folder whose sources changed
         save_file(arrays, str(tmp / "arrays.safetensors"))
-        with open(tmp / "items.jsonl", "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(it, ensure_ascii=False) + "\n" for it in items)
+        write_jsonl(tmp / "items.jsonl", items)
         write_json(tmp / "users.json", users)
         write_json(tmp / "manifest.json", manifest)
-        if folder.exists():  # stale: its source files changed
-            shutil.rmtree(folder)
-        publish_dir(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return _load(folder), False

@@ -1,0 +1,134 @@
+"""The encoder contract, and saving/loading encoders as safetensors + JSON.
+
+An encoder is a sequential recommender over item ids 1..n_items (0 is padding). Sequences
+arrive left-aligned: ``seq[b, :lengths[b]]`` are the items in time order, the rest is padding
+whose content must not matter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from llara_kit import __version__
+from llara_kit.errors import LlaraKitError
+from llara_kit.plugins import get_component
+from llara_kit.storage import atomic_path, write_json
+
+WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
+
+
+@dataclass
+class EncoderConfig:
+    """Settings every encoder shares; subclasses add their own fields."""
+
+    n_items: int  # item ids run 1..n_items
+    hidden_size: int = 64  # d, the behavioural vector size (paper: 64)
+    max_len: int = 10  # longest history
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "dropout":
+                if not 0.0 <= value < 1.0:
+                    raise LlaraKitError(f"Encoder dropout={value!r} must lie in [0, 1).")
+            elif isinstance(value, int) and value < 1:
+                raise LlaraKitError(f"Encoder setting {f.name}={value!r} must be positive.")
+
+
+class Encoder(nn.Module):
+    """Base class: item embedding table, scoring over all items, save/load.
+
+    Subclasses set ``name`` and ``config_class`` and implement ``encode``.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[EncoderConfig]] = EncoderConfig
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        self.item_embedding = nn.Embedding(config.n_items + 1, config.hidden_size, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=config.hidden_size**-0.5)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Encoder:
+        names = {f.name for f in fields(cls.config_class)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise LlaraKitError(
+                f"Encoder {cls.name!r} has no setting {unknown[0]!r}; its settings are: "
+                f"{', '.join(sorted(names))}."
+            )
+        return cls(cls.config_class(**options))
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    def item_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        """The behavioural vectors LLaRA injects: (...) item ids -> (..., d)."""
+        return self.item_embedding(ids)
+
+    def encode(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """User state after the sequence: (B, L) ids, (B,) lengths -> (B, d)."""
+        raise NotImplementedError
+
+    def forward(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Scores of every item as the next one: (B, L), (B,) -> (B, n_items + 1).
+
+        Column 0 (padding) is -inf so it never ranks.
+        """
+        if lengths.min() < 1 or lengths.max() > seq.shape[1]:
+            raise LlaraKitError(f"Sequence lengths must lie in [1, {seq.shape[1]}].")
+        state = self.encode(seq, lengths)  # (B, d)
+        scores = state @ self.item_embedding.weight.T  # (B, n_items + 1)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def save(self, folder: Path) -> None:
+        """Write ``encoder.safetensors`` and ``encoder.json`` (atomically) into ``folder``."""
+        folder = Path(folder)
+        with atomic_path(folder / WEIGHTS) as tmp:
+            state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp))
+        meta = {"encoder": self.name, "config": asdict(self.config)}
+        write_json(folder / CONFIG, meta | {"llara_kit_version": __version__})
+
+
+def load_encoder(folder: Path) -> Encoder:
+    """Rebuild an encoder from its folder; the JSON names the registered encoder class."""
+    folder = Path(folder)
+    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        raise LlaraKitError(
+            f"{str(folder)!r} holds no saved encoder ({CONFIG} and {WEIGHTS}); "
+            "run `llara-kit pretrain` first."
+        )
+    meta = json.loads((folder / CONFIG).read_text())
+    cls = get_component("encoder", meta["encoder"]).factory
+    encoder = cls(cls.config_class(**meta["config"]))
+    encoder.load_state_dict(load_file(folder / WEIGHTS))
+    return encoder.eval()
+
+
+def right_align(seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Move each row's items to the end, zero padding in front: (B, L) -> (B, L)."""
+    L = seq.shape[1]
+    src = torch.arange(L, device=seq.device) - (L - lengths)[:, None]  # (B, L)
+    valid = src >= 0
+    return torch.where(valid, seq.gather(1, src.clamp(min=0)), torch.zeros_like(seq))
+
+
+def last_valid(states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The state at each row's last item: (B, L, d), (B,) -> (B, d)."""
+    index = (lengths - 1)[:, None, None].expand(-1, 1, states.shape[-1])
+    return states.gather(1, index).squeeze(1)

@@ -1,0 +1,57 @@
+"""Ranking metrics with 95% bootstrap intervals.
+
+A rank is 0-based: 0 means the target came first. Ties are broken by the candidates' stored
+order (itself random), so a model that scores everything alike lands at chance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CANDIDATE_METRICS = ("HR@1", "HR@5", "NDCG@5", "NDCG@10", "MRR")
+FULL_METRICS = ("HR@10", "NDCG@10")
+
+
+def target_ranks(scores: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
+    """Rank of each row's target among its columns.
+
+    scores: (n, C), higher is better; target_pos: (n,) column of the target.
+    """
+    order = np.argsort(-scores, axis=1, kind="stable")  # (n, C)
+    return np.argmax(order == target_pos[:, None], axis=1)
+
+
+def per_sample(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """The metric's value for each sample: ``HR@k``, ``NDCG@k`` or ``MRR``."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if metric == "MRR":
+        return 1.0 / (ranks + 1.0)
+    name, _, k = metric.partition("@")
+    hit = ranks < int(k)
+    if name == "HR":
+        return hit.astype(np.float64)
+    if name == "NDCG":  # one relevant item: DCG = 1 / log2(rank + 2), ideal DCG = 1
+        return np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
+    raise ValueError(f"Unknown metric {metric!r}; use HR@k, NDCG@k or MRR.")
+
+
+def bootstrap_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def summarise(ranks: np.ndarray, metrics: tuple[str, ...] = CANDIDATE_METRICS,
+              seed: int = 0) -> dict[str, dict[str, float]]:
+    """{metric: {"value", "low", "high"}} for the given ranks."""
+    out = {}
+    for metric in metrics:
+        values = per_sample(ranks, metric)
+        low, high = bootstrap_interval(values, seed=seed)
+        out[metric] = {"value": float(values.mean()), "low": low, "high": high}
+    return out

@@ -1,0 +1,146 @@
+"""Pre-training sequence encoders on a prepared data set, cached by (encoder, config, data).
+
+Next-item cross-entropy over all items on the train samples (Adam), early stopping on the
+validation MRR over the stored candidates, the best epoch's weights kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.nn import functional as F
+
+from llara_kit import __version__
+from llara_kit.data import PreparedData
+from llara_kit.encoders import Encoder, load_encoder
+from llara_kit.errors import LlaraKitError
+from llara_kit.metrics import per_sample
+from llara_kit.plugins import get_component
+from llara_kit.ranking import all_item_scores, candidate_ranks, score_item_scorer
+from llara_kit.storage import cache_home, sha256_json, staged_dir, write_json, write_jsonl
+
+FORMAT = 1  # bump when training changes what a stored encoder means
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Training settings; defaults follow the paper's recommenders (Adam, lr 1e-3, batch 256)."""
+
+    # On ML-100K validation MRR plateaus within ~10 epochs; 15 keeps each built-in encoder
+    # under 3 minutes on 2 CPU cores.
+    epochs: int = 15
+    patience: int = 3  # epochs without a better validation MRR before stopping
+    lr: float = 1e-3
+    batch_size: int = 256
+    weight_decay: float = 0.0  # Adam's L2 (the paper searched 1e-3 .. 1e-7)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise LlaraKitError(f"Pre-training {name}={getattr(self, name)!r} must be >= 1.")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise LlaraKitError(
+                f"lr={self.lr!r} must be > 0 and weight_decay={self.weight_decay!r} >= 0."
+            )
+
+
+@dataclass
+class Pretrained:
+    encoder: Encoder
+    path: Path
+    report: dict[str, Any]  # settings, epochs, seconds, test metrics
+    reused: bool
+
+
+def build_encoder(name: str, data: PreparedData, options: dict[str, Any]) -> Encoder:
+    """A fresh encoder sized for ``data``; ``options`` override its config defaults."""
+    cls = get_component("encoder", name).factory
+    sizing = {"n_items": data.n_items, "max_len": data.settings.history}
+    return cls.from_options(**(sizing | options))
+
+
+def _valid_mrr(encoder: Encoder, data: PreparedData) -> float:
+    encoder.eval()
+    scores = all_item_scores(encoder, data, "valid")
+    return float(per_sample(candidate_ranks(scores, data, "valid"), "MRR").mean())
+
+
+def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: PreparedData,
+                 batch_size: int, generator: torch.Generator) -> float:
+    train = data.splits["train"]
+    history, lengths = torch.from_numpy(train.history), torch.from_numpy(train.lengths)
+    targets = torch.from_numpy(train.targets)
+    encoder.train()
+    total, order = 0.0, torch.randperm(len(train), generator=generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        scores = encoder(history[idx], lengths[idx])  # (B, n_items + 1)
+        loss = F.cross_entropy(scores, targets[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return total / len(order)
+
+
+def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | None = None,
+                     settings: PretrainSettings | None = None, *, home: Path | None = None,
+                     force: bool = False, show_progress: bool = True) -> Pretrained:
+    """Train (or reuse from the cache) encoder ``name`` on ``data``."""
+    options, settings = dict(options or {}), settings or PretrainSettings()
+    encoder = build_encoder(name, data, options)
+    key_fields = {"format": FORMAT, "encoder": name, "config": asdict(encoder.config),
+                  "settings": asdict(settings), "data_hash": data.hash}
+    key = sha256_json(key_fields)
+    folder = (home or cache_home()) / "encoders" / f"{name}-{key[:16]}"
+    if (folder / "pretrain.json").is_file() and not force:
+        report = json.loads((folder / "pretrain.json").read_text())
+        return Pretrained(load_encoder(folder), folder, report, reused=True)
+
+    torch.manual_seed(settings.seed)
+    encoder = build_encoder(name, data, options)  # re-built under the seed
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=settings.lr,
+                                 weight_decay=settings.weight_decay)
+    log, best, best_state, stale = [], -1.0, None, 0
+    started = time.perf_counter()
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
+                        TimeElapsedColumn(), disable=not show_progress)
+    with progress:
+        task = progress.add_task(f"pre-training {name}", total=settings.epochs, info="")
+        for epoch in range(settings.epochs):
+            loss = _train_epoch(encoder, optimizer, data, settings.batch_size, generator)
+            mrr = _valid_mrr(encoder, data)
+            log.append({"epoch": epoch, "loss": round(loss, 5), "valid_mrr": round(mrr, 5),
+                        "seconds": round(time.perf_counter() - started, 2)})
+            if mrr > best:
+                best, best_state, stale = mrr, copy.deepcopy(encoder.state_dict()), 0
+            else:
+                stale += 1
+            progress.update(task, advance=1,
+                            info=f"loss {loss:.3f}  valid MRR {mrr:.3f} (best {best:.3f})")
+            if stale >= settings.patience:
+                break
+    encoder.load_state_dict(best_state)
+    encoder.eval()
+    report = {
+        **key_fields, "key": key, "llara_kit_version": __version__,
+        "epochs_run": len(log), "best_epoch": int(np.argmax([e["valid_mrr"] for e in log])),
+        "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads(),
+        "test": score_item_scorer(encoder, data, "test", seed=settings.seed),
+    }
+    with staged_dir(folder) as tmp:  # with force: replaces the stored one
+        encoder.save(tmp)
+        write_jsonl(tmp / "train_log.jsonl", log)
+        write_json(tmp / "pretrain.json", report)
+    return Pretrained(encoder, folder, report, reused=False)
