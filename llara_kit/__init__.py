@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from llara_kit.hookspecs import hookimpl  # noqa: E402
-from llara_kit.plugins import get_component, load_plugins, register_plugin  # noqa: E402
+from llara_kit.hookspecs import hookimpl
+from llara_kit.plugins import get_component, load_plugins, register_plugin
 
 
 def get_projector(name: str):
@@ -18,10 +18,10 @@ def get_schedule(name: str):
 
 __all__ = [
     "__version__",
-    "hookimpl",
-    "load_plugins",
-    "register_plugin",
     "get_component",
     "get_projector",
     "get_schedule",
+    "hookimpl",
+    "load_plugins",
+    "register_plugin",
 ]

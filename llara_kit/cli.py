@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from llara_kit import __version__
+from llara_kit.config import PRESETS, TrainConfig, field_default, resolve
 from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
+from llara_kit.train import train as run_training
 
 stderr = Console(stderr=True)
 
@@ -217,6 +221,68 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
         {encoder: report["test"], "popularity": popularity},
     ))
     Console().print(f"{encoder}: {how} {result.path}")
+
+
+def config_options(func):
+    """One option per TrainConfig field; unset options stay None so that the preset and the
+    TOML file can fill them (dict fields take KEY=VALUE, tuples take a comma list)."""
+    for f in reversed(fields(TrainConfig)):
+        default = field_default(f.name)
+        flag = "--" + f.name.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        help_text = f"{f.metadata['help']}  [default: {shown}]"
+        if isinstance(default, bool):
+            option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+                                  help=help_text)
+        elif isinstance(default, dict):
+            option = click.option(flag.removesuffix("s"), f.name, multiple=True,
+                                  metavar="KEY=VALUE", help=help_text)
+        else:
+            kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
+            option = click.option(flag, f.name, type=kind, default=None, help=help_text)
+        func = option(func)
+    return func
+
+
+def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
+    """CLI values in TrainConfig form; None and empty multiples mean "not given"."""
+    out: dict[str, Any] = {}
+    for name, value in kw.items():
+        default = field_default(name)
+        if isinstance(default, dict):
+            value = key_values(value, f"--{name.replace('_', '-').removesuffix('s')}") or None
+        elif isinstance(default, tuple) and value is not None:
+            parts = [v.strip() for v in value.split(",")]
+            value = tuple(float(v) for v in parts) if name == "split" else tuple(parts)
+        out[name] = value
+    return out
+
+
+@cli.command()
+@config_options
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML file whose keys are these settings.")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), help="A named set of settings.")
+@click.option("--full", is_flag=True, help="The paper's protocol (same as --preset paper).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (default: runs/<time>-<encoder>-<projector>-<schedule>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+def train(config_file: Path | None, preset: str | None, full: bool, out: Path | None,
+          resume: bool, **kw) -> None:
+    """Train LLaRA: LoRA on the LLM and the projector, under a curriculum."""
+    cfg = resolve("paper" if full else preset, config_file, _overrides(kw))
+    if out is None:
+        if resume:
+            raise click.UsageError("--resume needs --out naming the run folder to continue.")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{stamp}-{cfg.encoder}-{cfg.projector}-{cfg.schedule}"
+    summary = run_training(cfg, out, resume=resume, console=stderr)
+    table = Table(title=f"run {out}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), str(value))
+    Console().print(table)
 
 
 def main() -> None:

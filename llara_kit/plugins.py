@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "llara_kit.encoders.sasrec",
     "llara_kit.encoders.gru4rec",
     "llara_kit.encoders.caser",
+    "llara_kit.prompts",
 )
 
 # Set to 1 to skip third-party plugins (the test suite does; so can a user debugging one).

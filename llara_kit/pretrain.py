@@ -25,7 +25,13 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.metrics import per_sample
 from llara_kit.plugins import get_component
 from llara_kit.ranking import all_item_scores, candidate_ranks, score_item_scorer
-from llara_kit.storage import cache_home, sha256_json, staged_dir, write_json, write_jsonl
+from llara_kit.storage import (
+    cache_home,
+    sha256_json,
+    staged_dir,
+    write_json,
+    write_jsonl,
+)
 
 FORMAT = 1  # bump when training changes what a stored encoder means
 

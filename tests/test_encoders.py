@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import cycle_data
 
 from llara_kit import load_plugins
 from llara_kit.cli import cli
 from llara_kit.contracts import check_encoder
-from llara_kit.data import DataSettings, prepare_data
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.pretrain import PretrainSettings, build_encoder, pretrain_encoder
@@ -28,22 +27,6 @@ def test_builtin_encoders_are_registered():
 @pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_contract(name, tmp_path):
     check_encoder(name, tmp_path)
-
-
-def cycle_data(tmp_path, n_items=30, n_users=40, length=12):
-    """Each user walks items in a cycle (i, i+1, ...): the next item is fully predictable."""
-    folder = tmp_path / "cycle"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(n_users):
-        start = int(rng.integers(n_items))
-        rows += [f"u{u},i{(start + t) % n_items},{t}" for t in range(length)]
-    (folder / "interactions.csv").write_text("user,item,timestamp\n" + "\n".join(rows) + "\n")
-    (folder / "items.csv").write_text(
-        "item,title\n" + "".join(f"i{i},Item {i}\n" for i in range(n_items)))
-    settings = DataSettings(history=5, candidates=10, split=(0.6, 0.2, 0.2))
-    return prepare_data("csv", {"data_dir": folder}, settings, home=tmp_path / "home")[0]
 
 
 FAST = PretrainSettings(epochs=40, patience=40, lr=1e-2, batch_size=64)

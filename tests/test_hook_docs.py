@@ -22,7 +22,8 @@ HOOKS = sorted(n for n, f in vars(hookspecs).items() if n.startswith("register_"
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented_and_tested(hook):
     args = ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
-    headings = re.findall(r"^## (.+)$", (ROOT / "docs" / "plugin-hooks.md").read_text(), re.M)
+    docs = (ROOT / "docs" / "plugin-hooks.md").read_text()
+    headings = re.findall(r"^## (.+)$", docs, re.MULTILINE)
     assert f"{hook}({args})" in headings
     assert f"test_hook_{hook}" in globals()
     assert getattr(hookspecs, hook).__doc__

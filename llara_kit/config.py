@@ -1,0 +1,149 @@
+"""The training configuration: one dataclass, presets, a TOML file, command-line overrides.
+
+Precedence, lowest first: field defaults, ``--preset``, the ``--config`` TOML file, options given
+on the command line. The resolved config is written into every run folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from llara_kit.errors import LlaraKitError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (dict, list, tuple)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    # components
+    encoder: str = _f("sasrec", "Encoder plugin (pre-trained when none is stored).")
+    projector: str = _f("mlp", "Projector plugin.")
+    schedule: str = _f("linear", "Curriculum schedule plugin.")
+    template: str = _f("movie", "Prompt template plugin.")
+    llm: str = _f("smollm2-135m", "LLM: embedded name, Hugging Face id or local folder.")
+    encoder_options: dict = _f({}, "Encoder settings, e.g. n_layers=1.")
+    projector_options: dict = _f({}, "Projector options.")
+    schedule_options: dict = _f({}, "Schedule options, e.g. switch_at=0.4.")
+    # data
+    dataset: str = _f("ml-100k", "Data-set plugin.")
+    data_dir: str | None = _f(None, "Folder of the data set's files.")
+    data_options: dict = _f({}, "Data-set plugin options.")
+    history: int = _f(10, "History items per sample.")
+    candidates: int = _f(20, "Candidates per sample.")
+    split: tuple = _f((0.8, 0.1, 0.1), "User shares train,valid,test.")
+    min_history: int = _f(3, "Shortest history a sample may have.")
+    seed: int = _f(0, "Seed of the data split, candidates, curriculum draws and dropout.")
+    # LoRA
+    lora_r: int = _f(8, "LoRA rank.")
+    lora_alpha: int = _f(32, "LoRA alpha.")
+    lora_dropout: float = _f(0.1, "LoRA dropout.")
+    lora_targets: tuple = _f(LORA_TARGETS, "Modules that get LoRA.")
+    # optimisation
+    epochs: int = _f(1, "Passes over the training samples.")
+    batch_size: int = _f(8, "Samples per micro-batch.")
+    grad_accum: int = _f(1, "Micro-batches per optimizer step.")
+    lr: float = _f(8e-4, "Peak learning rate (paper, MovieLens: 8e-4).")
+    warmup: float = _f(0.05, "Share of steps warming up linearly from lr/100 to lr.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).")
+    max_train_samples: int | None = _f(
+        None, "Train on a random subset of this size (0 = all; default: all on a GPU, "
+              "a ~10-minute subset on a CPU).")
+    # hardware and bookkeeping
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N.")
+    precision: str = _f("auto", "auto (bf16 where supported), bf16 or fp32.")
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
+    checkpoint_every: int = _f(25, "Optimizer steps between checkpoints.")
+    log_every: int = _f(1, "Optimizer steps between train-log lines.")
+
+    def __post_init__(self) -> None:
+        self.split = tuple(float(x) for x in self.split)
+        self.lora_targets = tuple(self.lora_targets)
+        positive = ("history", "candidates", "min_history", "lora_r", "lora_alpha", "epochs",
+                    "batch_size", "grad_accum", "checkpoint_every", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LlaraKitError(f"Setting {name}={value!r} must be a positive integer.")
+        if not self.lr > 0:
+            raise LlaraKitError(f"Setting lr={self.lr!r} must be positive.")
+        if not 0 <= self.warmup < 1 or not 0 <= self.lora_dropout < 1:
+            raise LlaraKitError("Settings warmup and lora_dropout must lie in [0, 1).")
+        if self.max_train_samples is not None and self.max_train_samples < 0:
+            raise LlaraKitError(
+                f"Setting max_train_samples={self.max_train_samples!r} must be >= 0 (0 = all)."
+            )
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise LlaraKitError(f"Setting precision={self.precision!r}: use auto, bf16 or fp32.")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["split"], out["lora_targets"] = list(self.split), list(self.lora_targets)
+        return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's protocol: 5 epochs over every train sample, effective batch 128 (8 x 16).
+    "paper": {"epochs": 5, "batch_size": 8, "grad_accum": 16, "lr": 8e-4,
+              "max_train_samples": 0},
+}
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _check_keys(values: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise LlaraKitError(
+            f"Unknown setting {unknown[0]!r} in {where}; settings are: {', '.join(FIELDS)}."
+        )
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LlaraKitError(f"Config file {str(path)!r} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LlaraKitError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    _check_keys(values, str(path))
+    return values
+
+
+def resolve(preset: str | None = None, config_file: Path | None = None,
+            overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults < preset < TOML file < overrides (None values in overrides are not given)."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise LlaraKitError(f"Unknown preset {preset!r}. Available: {', '.join(PRESETS)}.")
+        values.update(PRESETS[preset])
+    if config_file is not None:
+        values.update(load_toml(config_file))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_keys(given, "the options")
+    values.update(given)
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:
+        raise LlaraKitError(f"Bad settings: {exc}.") from None
+
+
+def field_default(name: str) -> Any:
+    f = FIELDS[name]
+    return f.default_factory() if f.default is MISSING else f.default

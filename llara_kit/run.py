@@ -1,0 +1,115 @@
+"""Assembling a LLaRA model from its parts, and the run folder that stores them.
+
+A run folder holds everything needed to evaluate or serve again: ``config.json`` (resolved,
+with component names and versions), ``data.json`` (data set and hash), ``encoder/``
+(safetensors + JSON), ``projector.safetensors`` + ``projector.json``, ``adapter/`` (peft
+format), ``train_log.jsonl`` and, while training, ``checkpoint/``. Weights load with
+safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from llara_kit.config import TrainConfig
+from llara_kit.data import DataSettings, PreparedData, prepare_data
+from llara_kit.encoders import Encoder, load_encoder
+from llara_kit.errors import LlaraKitError
+from llara_kit.llm import Backbone, load_backbone
+from llara_kit.model import LlaraModel
+from llara_kit.plugins import build_component
+from llara_kit.prompts import PromptTemplate
+from llara_kit.storage import atomic_path, staged_dir, write_json
+
+
+def load_prepared(cfg: TrainConfig) -> PreparedData:
+    options = dict(cfg.data_options)
+    if cfg.data_dir is not None:
+        options["data_dir"] = cfg.data_dir
+    settings = DataSettings(history=cfg.history, candidates=cfg.candidates, split=cfg.split,
+                            min_history=cfg.min_history, seed=cfg.seed)
+    return prepare_data(cfg.dataset, options, settings)[0]
+
+
+def add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
+    names = {name.rsplit(".", 1)[-1] for name, _ in backbone.model.named_modules()}
+    targets = [t for t in cfg.lora_targets if t in names]
+    if not targets:
+        raise LlaraKitError(
+            f"None of the LoRA targets {list(cfg.lora_targets)} is a module of {cfg.llm!r}; "
+            "set lora_targets to its projection names."
+        )
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(backbone.model, lora)
+
+
+def build_projector(cfg: TrainConfig, encoder: Encoder, backbone: Backbone) -> nn.Module:
+    return build_component("projector", cfg.projector, encoder.hidden_size,
+                           backbone.hidden_size, **cfg.projector_options)
+
+
+def save_projector(projector: nn.Module, cfg: TrainConfig, folder: Path) -> None:
+    with atomic_path(folder / "projector.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(tmp))
+    write_json(folder / "projector.json", {"projector": cfg.projector,
+                                           "options": cfg.projector_options})
+
+
+def save_adapter(llm: PeftModel, folder: Path) -> None:
+    """The LoRA weights in peft format; the resized embeddings are rebuilt on load, not saved."""
+    with staged_dir(folder) as tmp:
+        llm.save_pretrained(tmp, save_embedding_layers=False)
+
+
+def save_encoder_copy(encoder_dir: Path, run_dir: Path) -> None:
+    with staged_dir(run_dir / "encoder") as tmp:
+        for name in ("encoder.safetensors", "encoder.json", "pretrain.json"):
+            shutil.copy2(encoder_dir / name, tmp / name)
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    config: TrainConfig
+    model: LlaraModel
+    backbone: Backbone
+    template: PromptTemplate
+    data: PreparedData
+
+
+def load_run(path: Path, device: str = "cpu") -> LoadedRun:
+    """Rebuild a trained LLaRA model from its run folder."""
+    path = Path(path)
+    needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder")
+    missing = [n for n in needed if not (path / n).exists()]
+    if missing:
+        raise LlaraKitError(
+            f"{str(path)!r} is not a finished run folder (missing {', '.join(missing)}); "
+            "train one with `llara-kit train` or resume it with --resume."
+        )
+    saved: dict[str, Any] = json.loads((path / "config.json").read_text())
+    cfg = TrainConfig(**saved["config"])
+    data = load_prepared(cfg)
+    expected = json.loads((path / "data.json").read_text())["hash"]
+    if data.hash != expected:
+        raise LlaraKitError(
+            f"The prepared data's hash {data.hash[:16]} differs from the run's {expected[:16]}; "
+            "the data files changed since training."
+        )
+    backbone = load_backbone(cfg.llm)
+    llm = PeftModel.from_pretrained(backbone.model, path / "adapter")
+    encoder = load_encoder(path / "encoder")
+    projector = build_projector(cfg, encoder, backbone)
+    projector.load_state_dict(load_file(path / "projector.safetensors"))
+    model = LlaraModel(llm, encoder, projector, backbone.behaviour_id).to(device).eval()
+    template = build_component("template", cfg.template)
+    return LoadedRun(path, cfg, model, backbone, template, data)

@@ -1,0 +1,373 @@
+"""LLaRA training: LoRA on the LLM, the projector, and the curriculum, with checkpoints.
+
+All randomness is derived from (seed, micro-batch index): sample order, hybrid-or-text draws,
+phrasings and dropout. A resumed run therefore continues exactly where it stopped, and the
+trainer, not a data-loader worker, owns the curriculum state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from safetensors.torch import load_file, save_file
+
+from llara_kit import __version__
+from llara_kit.batching import Batch, collate
+from llara_kit.config import TrainConfig
+from llara_kit.errors import LlaraKitError
+from llara_kit.llm import load_backbone
+from llara_kit.model import LlaraModel
+from llara_kit.plugins import build_component, get_component, load_plugins
+from llara_kit.pretrain import PretrainSettings, pretrain_encoder
+from llara_kit.run import (
+    add_lora,
+    build_projector,
+    load_prepared,
+    save_adapter,
+    save_encoder_copy,
+    save_projector,
+)
+from llara_kit.storage import read_jsonl, staged_dir, write_json, write_jsonl
+
+# Streams of the seed's generator family (see data/protocol.py for the data's own streams).
+_SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
+CPU_SUBSET = 256  # train samples for the ~10-minute default CPU run (~0.9 samples/s, 2 cores)
+# Settings that may change between a run and its --resume.
+RESUMABLE = {"device", "precision", "checkpoint_every", "log_every", "gradient_checkpointing"}
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise LlaraKitError(f"device={cfg.device!r} but no CUDA GPU is visible; use cpu or auto.")
+    return torch.device(cfg.device)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.precision == "fp32":
+        return False
+    if not bf16_supported(device) and cfg.precision == "bf16":
+        raise LlaraKitError(f"precision=bf16 but {device} has no bf16 support; use fp32 or auto.")
+    return bf16_supported(device)
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up from lr/100 to lr, then cosine decay to 0."""
+    warm = max(1, round(cfg.warmup * total)) if cfg.warmup > 0 else 0
+    if step < warm:
+        return cfg.lr * (0.01 + 0.99 * step / warm)
+    done = (step - warm) / max(1, total - warm)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
+def _rng(cfg: TrainConfig, *stream: int) -> np.random.Generator:
+    return np.random.default_rng([cfg.seed, *stream])
+
+
+@dataclass
+class Plan:
+    """Which train samples go into each micro-batch, epoch by epoch."""
+
+    samples: np.ndarray  # indices into the train split
+    micro_per_epoch: int
+    total_steps: int
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, console: Console | None = None,
+                 show_progress: bool = True):
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.console = console or Console(stderr=True)
+        self.show_progress = show_progress
+        self.device = pick_device(cfg)
+        self.bf16 = use_bf16(cfg, self.device)
+
+        self.data = load_prepared(cfg)
+        pre = pretrain_encoder(cfg.encoder, self.data, cfg.encoder_options,
+                               PretrainSettings(seed=cfg.seed), show_progress=show_progress)
+        self.encoder_dir = pre.path
+        torch.manual_seed(cfg.seed)  # LoRA and projector initialisation
+        self.backbone = load_backbone(cfg.llm)
+        llm = add_lora(self.backbone, cfg)
+        if cfg.gradient_checkpointing:
+            llm.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        projector = build_projector(cfg, pre.encoder, self.backbone)
+        self.model = LlaraModel(llm, pre.encoder, projector, self.backbone.behaviour_id)
+        self.model.to(self.device)
+        self.template = build_component("template", cfg.template)
+        self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.plan = self._make_plan()
+        n_train = len(self.data.splits["train"])
+        if cfg.max_train_samples is None and len(self.plan.samples) < n_train:
+            self.console.print(
+                f"No GPU: training on {len(self.plan.samples):,} of {n_train:,} train samples "
+                "(about 10 minutes on 2 CPU cores); LLM scores at this budget are a demo, not a "
+                "result. Use --full (or --preset paper) on a GPU for the paper's protocol.")
+
+    # --- planning -----------------------------------------------------------------------
+    def subset_size(self) -> int:
+        n = len(self.data.splits["train"])
+        wanted = self.cfg.max_train_samples
+        if wanted is None:
+            wanted = 0 if self.device.type == "cuda" else CPU_SUBSET
+        return n if wanted == 0 else min(wanted, n)
+
+    def _make_plan(self) -> Plan:
+        n = len(self.data.splits["train"])
+        size = self.subset_size()
+        samples = np.arange(n) if size == n else np.sort(
+            _rng(self.cfg, _SUBSET).choice(n, size=size, replace=False))
+        micro = math.ceil(size / self.cfg.batch_size)
+        total = math.ceil(self.cfg.epochs * micro / self.cfg.grad_accum)
+        return Plan(samples, micro, total)
+
+    @cache  # noqa: B019 - one trainer per run; an epoch's plan is reused by every micro-batch
+    def _epoch(self, epoch: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """(micro-batches of sample indices, this epoch's train candidates)."""
+        cands = self.data.train_candidates(epoch)
+        rng = _rng(self.cfg, _ORDER, epoch)
+        order = rng.permutation(self.plan.samples)
+        titles = np.array([len(t) for t in self.data.titles])
+        history = self.data.splits["train"].history
+        size = titles[history[order]].sum(1) + titles[cands[order]].sum(1)  # prompt length proxy
+        group = self.cfg.batch_size * 16  # sort within groups so batches need little padding
+        batches = []
+        for start in range(0, len(order), group):
+            chunk = order[start : start + group]
+            chunk = chunk[np.argsort(size[start : start + group], kind="stable")]
+            batches += [chunk[i : i + self.cfg.batch_size]
+                        for i in range(0, len(chunk), self.cfg.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))], cands
+
+    def micro_batch(self, g: int, p_hybrid: float) -> Batch:
+        """Micro-batch number ``g`` (over all epochs), hybrid samples drawn with ``p_hybrid``."""
+        epoch, j = divmod(g, self.plan.micro_per_epoch)
+        batches, cands = self._epoch(epoch)
+        idx = batches[j]
+        train = self.data.splits["train"]
+        hybrid = _rng(self.cfg, _HYBRID, g).random(len(idx)) < p_hybrid
+        phrasing = _rng(self.cfg, _PHRASING, g).integers(0, 1 << 16, size=len(idx))
+        prompts = [
+            self.template.render(self.data.titles, train.history[i, : train.lengths[i]].tolist(),
+                                 cands[i].tolist(), bool(h), int(ph))
+            for i, h, ph in zip(idx, hybrid, phrasing, strict=True)
+        ]
+        targets = [self.data.titles[t] for t in train.targets[idx]]
+        return collate(self.backbone, prompts, targets)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, step: int) -> None:
+        with staged_dir(self.run_dir / "checkpoint") as tmp:
+            save_adapter(self.model.llm, tmp / "adapter")
+            save_projector(self.model.projector, self.cfg, tmp)
+            save_file(_optimizer_tensors(self.optimizer, self.params),
+                      str(tmp / "optimizer.safetensors"))
+            write_json(tmp / "state.json", {"step": step})
+
+    def load_checkpoint(self) -> int:
+        ckpt = self.run_dir / "checkpoint"
+        if not (ckpt / "state.json").is_file():
+            return 0
+        from peft import set_peft_model_state_dict
+
+        adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
+        set_peft_model_state_dict(self.model.llm, adapter)
+        self.model.projector.load_state_dict(load_file(ckpt / "projector.safetensors"))
+        _load_optimizer(self.optimizer, self.params, load_file(ckpt / "optimizer.safetensors"))
+        return json.loads((ckpt / "state.json").read_text())["step"]
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        cfg, plan = self.cfg, self.plan
+        start = self.load_checkpoint() if resume else 0
+        log_path = self.run_dir / "train_log.jsonl"
+        log = [e for e in read_jsonl(log_path) if e["step"] < start] if resume and \
+            log_path.exists() else []
+        write_jsonl(log_path, log)
+        if start >= plan.total_steps:
+            return self._finish(log)
+        total_micro = cfg.epochs * plan.micro_per_epoch
+        progress = Progress(
+            TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=self.console, disable=not self.show_progress,
+        )
+        self.model.train()
+        step = start
+        try:
+            with progress, open(log_path, "a", encoding="utf-8") as log_file:
+                task = progress.add_task("train", total=plan.total_steps, completed=start, info="")
+                for step in range(start, plan.total_steps):
+                    entry = self._step(step, total_micro)
+                    log.append(entry)
+                    if step % cfg.log_every == 0 or step == plan.total_steps - 1:
+                        log_file.write(json.dumps(entry) + "\n")
+                        log_file.flush()
+                    progress.update(task, advance=1, info=(
+                        f"loss {entry['loss']:.3f} lr {entry['lr']:.1e} "
+                        f"p {entry['p_hybrid']:.2f} {entry['tokens_per_s']:.0f} tok/s"))
+                    if (step + 1) % cfg.checkpoint_every == 0:
+                        self.save_checkpoint(step + 1)
+        except KeyboardInterrupt:
+            done = step  # the interrupted step did not finish
+            self.save_checkpoint(done)
+            raise LlaraKitError(
+                f"Interrupted at step {done} of {plan.total_steps}; checkpoint saved. Continue "
+                f"with: llara-kit train --out {self.run_dir} --resume"
+            ) from None
+        return self._finish(log)
+
+    def _step(self, step: int, total_micro: int) -> dict[str, Any]:
+        cfg = self.cfg
+        lr = learning_rate(cfg, step, self.plan.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        p = self.schedule(step / self.plan.total_steps)
+        first = step * cfg.grad_accum
+        micro = range(first, min(first + cfg.grad_accum, total_micro))
+        started = time.perf_counter()
+        loss_sum, tokens, samples, hybrid = 0.0, 0, 0, 0
+        for g in micro:
+            torch.manual_seed(cfg.seed * 1_000_003 + g)  # dropout, reproducible on resume
+            batch = self.micro_batch(g, p).to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                loss = self.model(batch)
+            (loss / len(micro)).backward()
+            loss_sum += loss.item()
+            tokens += batch.n_tokens
+            samples += len(batch.hybrid)
+            hybrid += int(batch.hybrid.sum())
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - started
+        return {
+            "step": step, "epoch": first // self.plan.micro_per_epoch,
+            "loss": round(loss_sum / len(micro), 5), "lr": lr, "p_hybrid": round(p, 5),
+            "hybrid_share": round(hybrid / samples, 5), "samples": samples, "tokens": tokens,
+            "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
+            "samples_per_s": round(samples / seconds, 3),
+        }
+
+    def _finish(self, log: list[dict[str, Any]]) -> dict[str, Any]:
+        save_adapter(self.model.llm, self.run_dir / "adapter")
+        save_projector(self.model.projector, self.cfg, self.run_dir)
+        save_encoder_copy(self.encoder_dir, self.run_dir)
+        seconds = sum(e["seconds"] for e in log)
+        summary = {
+            "steps": len(log), "samples_seen": sum(e["samples"] for e in log),
+            "train_samples": len(self.plan.samples), "hybrid_share_first": _share(log[:5]),
+            "hybrid_share_last": _share(log[-5:]), "final_loss": log[-1]["loss"] if log else None,
+            "train_seconds": round(seconds, 1),
+            "tokens_per_s": round(sum(e["tokens"] for e in log) / seconds, 1) if log else None,
+            "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+        return summary
+
+
+def _share(entries: list[dict[str, Any]]) -> float | None:
+    samples = sum(e["samples"] for e in entries)
+    return round(sum(e["hybrid_share"] * e["samples"] for e in entries) / samples, 3) \
+        if samples else None
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer, params: list) -> dict[str, torch.Tensor]:
+    """AdamW state as flat named tensors (safetensors holds no pickles)."""
+    out = {}
+    for i, p in enumerate(params):
+        for key, value in optimizer.state.get(p, {}).items():
+            out[f"{i}.{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
+    return out
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, params: list,
+                    tensors: dict[str, torch.Tensor]) -> None:
+    for name, value in tensors.items():
+        i, key = name.split(".", 1)
+        p = params[int(i)]
+        optimizer.state[p][key] = value.to(p.device)
+
+
+def write_run_config(cfg: TrainConfig, run_dir: Path, data_manifest: dict) -> None:
+    """config.json (resolved, with component versions) and data.json."""
+    plugins = load_plugins()
+    components = {
+        kind: {"name": getattr(cfg, kind),
+               "plugin": plugins.registries[kind].get(getattr(cfg, kind)).plugin}
+        for kind in ("encoder", "projector", "schedule", "template", "dataset")
+    }
+    for comp in components.values():
+        comp["version"] = plugins.plugins[comp["plugin"]].version
+    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "components": components,
+                                         "llara_kit_version": __version__})
+    write_json(run_dir / "data.json", {k: data_manifest[k] for k in
+                                       ("dataset", "hash", "key", "counts", "settings")})
+
+
+def check_components(cfg: TrainConfig) -> None:
+    """Fail on a misspelt component or option before any slow work starts."""
+    for kind in ("encoder", "projector", "template", "dataset"):
+        get_component(kind, getattr(cfg, kind))
+    build_component("schedule", cfg.schedule, **cfg.schedule_options)
+
+
+def check_resume(cfg: TrainConfig, run_dir: Path) -> None:
+    saved_path = run_dir / "config.json"
+    if not saved_path.is_file():
+        raise LlaraKitError(f"Nothing to resume in {str(run_dir)!r}: it has no config.json.")
+    saved = json.loads(saved_path.read_text())["config"]
+    for key, value in cfg.to_dict().items():
+        if key not in RESUMABLE and saved.get(key) != value:
+            raise LlaraKitError(
+                f"--resume with {key}={value!r}, but the run was started with "
+                f"{key}={saved.get(key)!r}; use the same settings or another --out."
+            )
+
+
+def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
+          console: Console | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Train a LLaRA model into ``run_dir``; returns the run summary."""
+    run_dir = Path(run_dir)
+    check_components(cfg)
+    if resume:
+        check_resume(cfg, run_dir)
+    elif (run_dir / "config.json").exists():
+        raise LlaraKitError(
+            f"Run folder {str(run_dir)!r} already holds a run; pass --resume to continue it or "
+            "choose another --out."
+        )
+    trainer = Trainer(cfg, run_dir, console, show_progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_run_config(cfg, run_dir, trainer.data.manifest)
+    return trainer.run(resume=resume)

@@ -1,0 +1,48 @@
+"""Small data sets and a tiny LLM for fast tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from llara_kit.data import DataSettings, PreparedData, prepare_data
+from llara_kit.llm import resolve_llm
+
+CYCLE_SETTINGS = DataSettings(history=5, candidates=10, split=(0.6, 0.2, 0.2))
+
+
+def write_cycle_files(folder: Path, n_items: int = 30, n_users: int = 40, length: int = 12) -> Path:
+    """Each user walks items in a cycle (i, i+1, ...): the next item is fully predictable."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(n_users):
+        start = int(rng.integers(n_items))
+        rows += [f"u{u},i{(start + t) % n_items},{t}" for t in range(length)]
+    (folder / "interactions.csv").write_text("user,item,timestamp\n" + "\n".join(rows) + "\n")
+    (folder / "items.csv").write_text(
+        "item,title\n" + "".join(f"i{i},Item {i}\n" for i in range(n_items)))
+    return folder
+
+
+def cycle_data(tmp_path: Path) -> PreparedData:
+    folder = write_cycle_files(tmp_path / "cycle")
+    return prepare_data("csv", {"data_dir": folder}, CYCLE_SETTINGS, home=tmp_path / "home")[0]
+
+
+def tiny_llm_folder(folder: Path) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer, saved as a HF folder."""
+    if (folder / "config.json").is_file():
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(resolve_llm("smollm2-135m"))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,202 @@
+"""LLaRA training on a tiny random Llama (fast) and on the real SmolLM2 (end to end)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+from safetensors.torch import load_file
+
+from llara_kit.cli import cli
+from llara_kit.config import PRESETS, TrainConfig, resolve
+from llara_kit.errors import LlaraKitError
+from llara_kit.run import load_run
+from llara_kit.storage import read_jsonl
+from llara_kit.train import Trainer, learning_rate, train
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    return {"data_dir": str(write_cycle_files(root / "cycle")),
+            "llm": str(tiny_llm_folder(root / "tiny-llm"))}
+
+
+def config(assets, **kw) -> TrainConfig:
+    s = CYCLE_SETTINGS
+    base = dict(dataset="csv", data_dir=assets["data_dir"], llm=assets["llm"], history=s.history,
+                candidates=s.candidates, split=s.split, template="item", precision="fp32",
+                batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16})
+    return TrainConfig(**(base | kw))
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad}
+
+
+COMBOS = list(itertools.product(["sasrec", "gru4rec", "caser"], ["linear", "mlp"],
+                                ["linear", "text-only", "hybrid-only", "two-stage", "cosine"]))
+
+
+@pytest.mark.parametrize(("encoder", "projector", "schedule"), COMBOS)
+def test_every_combination_trains(assets, tmp_path, encoder, projector, schedule):
+    trainer = Trainer(config(assets, encoder=encoder, projector=projector, schedule=schedule,
+                             max_train_samples=8, lr=1e-2),
+                      tmp_path, show_progress=False)
+    lora_before = _weights(trainer.model.llm)
+    proj_before = _weights(trainer.model.projector)
+    summary = trainer.run()
+    assert summary["steps"] == 2 and summary["final_loss"] == summary["final_loss"]  # not NaN
+    lora_after = _weights(trainer.model.llm)
+    assert any(not torch.equal(lora_before[k], lora_after[k]) for k in lora_before)
+    proj_after = _weights(trainer.model.projector)
+    projector_moved = any(not torch.equal(proj_before[k], proj_after[k]) for k in proj_before)
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    saw_hybrid = sum(e["hybrid_share"] for e in log) > 0
+    assert projector_moved == saw_hybrid  # the projector learns from hybrid samples only
+    if schedule == "text-only":
+        assert not saw_hybrid
+    if schedule == "hybrid-only":
+        assert all(e["hybrid_share"] == 1.0 for e in log)
+
+
+def test_projector_gradient_only_from_hybrid_samples(assets, tmp_path):
+    trainer = Trainer(config(assets), tmp_path, show_progress=False)
+    model = trainer.model.train()
+    for p_hybrid, expect_grad in ((0.0, False), (1.0, True)):
+        model.zero_grad(set_to_none=True)
+        model(trainer.micro_batch(0, p_hybrid)).backward()
+        grads = [p.grad for p in model.projector.parameters()]
+        if expect_grad:
+            assert all(g is not None and g.abs().sum() > 0 for g in grads)
+        else:
+            assert all(g is None for g in grads)
+    assert all(p.grad is None for p in model.encoder.parameters())  # frozen
+
+
+def test_behavioural_tokens_carry_projected_vectors(assets, tmp_path):
+    trainer = Trainer(config(assets), tmp_path, show_progress=False)
+    model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
+    embeds = model.input_embeddings(batch.input_ids, batch.item_ids)  # (B, T, H)
+    at = batch.input_ids == trainer.backbone.behaviour_id
+    assert int(at.sum()) == len(batch.item_ids) == 4 * (5 + 10) - sum(
+        5 - int(n) for n in trainer.data.splits["train"].lengths[trainer._epoch(0)[0][0]])
+    expected = model.projector(model.encoder.item_embeddings(batch.item_ids))
+    assert torch.allclose(embeds[at], expected)
+    plain = model.llm.get_input_embeddings()(batch.input_ids)
+    assert torch.equal(embeds[~at], plain[~at])
+
+
+def test_linear_curriculum_raises_the_hybrid_share(assets, tmp_path):
+    summary = train(config(assets, max_train_samples=160, batch_size=4), tmp_path / "run",
+                    show_progress=False)
+    log = read_jsonl(tmp_path / "run" / "train_log.jsonl")
+    assert len(log) == 40 and [e["p_hybrid"] for e in log] == [i / 40 for i in range(40)]
+    assert summary["hybrid_share_first"] < 0.3 and summary["hybrid_share_last"] > 0.7
+
+
+def test_interrupted_run_resumes_to_the_same_weights(assets, tmp_path, monkeypatch):
+    cfg = config(assets, max_train_samples=24, checkpoint_every=2)
+    train(cfg, tmp_path / "straight", show_progress=False)
+
+    real_step = Trainer._step
+
+    def interrupt_at_3(self, step, total_micro):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, step, total_micro)
+
+    monkeypatch.setattr(Trainer, "_step", interrupt_at_3)
+    with pytest.raises(LlaraKitError, match="Interrupted at step 3 of 6; checkpoint saved"):
+        train(cfg, tmp_path / "broken", show_progress=False)
+    assert json.loads((tmp_path / "broken/checkpoint/state.json").read_text()) == {"step": 3}
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    train(cfg, tmp_path / "broken", resume=True, show_progress=False)
+    a = load_file(tmp_path / "straight/adapter/adapter_model.safetensors")
+    b = load_file(tmp_path / "broken/adapter/adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert [e["step"] for e in read_jsonl(tmp_path / "broken/train_log.jsonl")] == list(range(6))
+    assert not (tmp_path / "broken/checkpoint").exists()
+
+
+def test_run_folder_reloads(assets, tmp_path):
+    trainer = Trainer(config(assets, schedule="hybrid-only"), tmp_path, show_progress=False)
+    from llara_kit.train import write_run_config
+
+    write_run_config(trainer.cfg, tmp_path, trainer.data.manifest)
+    trainer.run()
+    batch = trainer.micro_batch(0, 1.0)
+    with torch.no_grad():
+        expected = trainer.model.eval()(batch)
+        loaded = load_run(tmp_path)
+        assert torch.allclose(loaded.model(batch), expected, atol=1e-5)
+    assert loaded.config == trainer.cfg and loaded.data.hash == trainer.data.hash
+
+
+def test_run_folder_contents_and_no_pickles(assets, tmp_path):
+    train(config(assets), tmp_path / "r", show_progress=False)
+    names = {p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").rglob("*")}
+    assert {"config.json", "data.json", "projector.safetensors", "projector.json",
+            "adapter/adapter_model.safetensors", "adapter/adapter_config.json",
+            "encoder/encoder.safetensors", "encoder/encoder.json", "train_log.jsonl",
+            "summary.json"} <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
+    saved = json.loads((tmp_path / "r/config.json").read_text())
+    assert saved["components"]["encoder"] == {
+        "name": "sasrec", "plugin": "llara_kit.encoders.sasrec",
+        "version": saved["llara_kit_version"]}
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(lr=1e-3, warmup=0.1)
+    lrs = [learning_rate(cfg, s, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-5) and max(lrs) == pytest.approx(1e-3)
+    assert lrs.index(max(lrs)) == 10 and lrs[-1] < 1e-5
+    assert all(b <= a for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
+
+
+def test_config_precedence_and_errors(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('epochs = 3\nlr = 1e-4\nschedule-options = { switch_at = 0.5 }\n')
+    cfg = resolve("paper", toml, {"lr": 2e-4, "batch_size": None})
+    assert (cfg.epochs, cfg.lr, cfg.grad_accum) == (3, 2e-4, PRESETS["paper"]["grad_accum"])
+    assert cfg.schedule_options == {"switch_at": 0.5} and cfg.batch_size == 8
+    toml.write_text("epoch = 3\n")
+    with pytest.raises(LlaraKitError, match="Unknown setting 'epoch' in .*c.toml"):
+        resolve(None, toml)
+    with pytest.raises(LlaraKitError, match="batch_size=0 must be a positive integer"):
+        resolve(overrides={"batch_size": 0})
+
+
+def test_resume_refuses_changed_settings(assets, tmp_path):
+    train(config(assets, max_train_samples=8), tmp_path / "r", show_progress=False)
+    with pytest.raises(LlaraKitError, match="--resume with lr=0.1, but the run was started"):
+        train(config(assets, max_train_samples=8, lr=0.1), tmp_path / "r", resume=True)
+    with pytest.raises(LlaraKitError, match="already holds a run"):
+        train(config(assets, max_train_samples=8), tmp_path / "r")
+
+
+def test_cli_train_with_real_smollm2(assets, tmp_path):
+    """End to end: the real SmolLM2-135M, a handful of samples, through the CLI; then reload."""
+    out = tmp_path / "run"
+    args = ["train", "--encoder", "gru4rec", "--projector", "mlp", "--schedule", "linear",
+            "--dataset", "csv", "--data-dir", assets["data_dir"], "--history", "5",
+            "--candidates", "10", "--split", "0.6,0.2,0.2", "--template", "item",
+            "--max-train-samples", "4", "--batch-size", "2", "--out", str(out)]
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "steps" in result.output and "final loss" in result.output
+    loaded = load_run(out)
+    assert loaded.config.llm == "smollm2-135m" and loaded.backbone.hidden_size == 576
+    log = read_jsonl(out / "train_log.jsonl")
+    assert len(log) == 2 and all(0 < e["loss"] < 20 for e in log)
+
+
+def test_cli_train_bad_option_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--projector", "mpl", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "Error: Unknown projector 'mpl'. Available: linear, mlp." in result.output
