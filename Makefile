@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/llara-kit list-plugins
-	$(BIN)/llara-kit data info
-	$(BIN)/llara-kit pretrain --encoder sasrec
+	$(BIN)/llara-kit train --encoder sasrec --projector mlp --schedule linear
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python examples/benchmarks/pretrain_encoders.py
+	$(BIN)/python examples/benchmarks/train_throughput.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check llara_kit tests plugins examples
