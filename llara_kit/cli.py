@@ -13,12 +13,17 @@ from rich.console import Console
 from rich.table import Table
 
 from llara_kit import __version__
+from llara_kit.compare import comparison
+from llara_kit.compare import markdown as comparison_markdown
 from llara_kit.config import PRESETS, TrainConfig, field_default, resolve
 from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.errors import LlaraKitError
+from llara_kit.evaluate import MODES, evaluate, zero_shot_view
 from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
+from llara_kit.recommend import Recommender
+from llara_kit.run import load_prepared, load_run
 from llara_kit.train import train as run_training
 
 stderr = Console(stderr=True)
@@ -282,6 +287,91 @@ def train(config_file: Path | None, preset: str | None, full: bool, out: Path | 
     table.add_column(justify="right")
     for key, value in summary.items():
         table.add_row(key.replace("_", " "), str(value))
+    Console().print(table)
+
+
+run_argument = click.argument("run", type=click.Path(file_okay=False, exists=True,
+                                                     path_type=Path))
+
+
+@cli.command("evaluate")
+@run_argument
+@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="score", show_default=True,
+              help="score: rank by title likelihood; generate: the paper's protocol; "
+                   "constrained: generation limited to the candidates.")
+@click.option("--zero-shot", is_flag=True, help="Evaluate the untuned LLM (text-only prompts).")
+@click.option("--batch-size", default=4, show_default=True, help="Samples per batch.")
+@click.option("--limit", type=int, help="Only the first N samples (a quick look).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, batch_size: int,
+                     limit: int | None, device: str, as_json: bool) -> None:
+    """Score a trained run on the stored candidates; writes metrics.json and predictions."""
+    loaded = load_run(run, device=device)
+    method = mode
+    if zero_shot:
+        loaded, method = zero_shot_view(loaded), f"zero-shot-{mode}"
+    metrics = evaluate(loaded, split, mode, batch_size=batch_size, limit=limit, method=method,
+                       hybrid=False if zero_shot else None, show_progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    n = limit or len(loaded.data.splits[split])
+    Console().print(metrics_table(f"{run.name}: {method} on {split} ({n} users)",
+                                  {method: metrics}))
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="score", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
+def compare(runs: tuple[Path, ...], split: str, mode: str, as_json: bool, markdown: bool) -> None:
+    """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
+    first = json.loads((runs[0] / "config.json").read_text())["config"]
+    data = load_prepared(TrainConfig(**first))
+    rows = comparison(list(runs), data, split, mode)
+    shown = ["HR@1", "HR@5", "NDCG@5", "NDCG@10", "MRR", "ValidRatio"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif markdown:
+        click.echo(comparison_markdown(rows, shown))
+    else:
+        table = Table(title=f"{split}, {mode} mode, {len(data.splits[split])} users, "
+                            f"{data.settings.candidates} candidates (95% intervals)")
+        table.add_column("method", style="bold")
+        for metric in shown:
+            table.add_column(metric, justify="right")
+        for name, m in rows.items():
+            table.add_row(name, *(_interval(m[k]) if k in m else "-" for k in shown))
+        Console().print(table)
+
+
+@cli.command()
+@run_argument
+@click.option("--history", "history", multiple=True, required=True, metavar="ITEM",
+              help="A history item (title or raw id), oldest first; repeatable.")
+@click.option("--candidates", "candidates", multiple=True, metavar="ITEM",
+              help="A candidate (title or raw id); repeatable. Default: the encoder's shortlist.")
+@click.option("--top-k", default=10, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], top_k: int,
+              device: str, as_json: bool) -> None:
+    """Rank items for a history: the given candidates, or every unseen item via the encoder."""
+    recs = Recommender.from_run(run, device=device).recommend(
+        list(history), list(candidates) or None, top_k)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in recs], indent=2))
+        return
+    table = Table(title="recommendations")
+    for col in ("rank", "item", "title", "score"):
+        table.add_column(col)
+    for i, r in enumerate(recs, 1):
+        table.add_row(str(i), r.item, r.title, f"{r.score:.3f}")
     Console().print(table)
 
 

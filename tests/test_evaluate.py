@@ -1,0 +1,133 @@
+"""Evaluation modes, comparison and recommendation on a tiny trained run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+from llara_kit.batching import collate
+from llara_kit.cli import cli
+from llara_kit.config import TrainConfig
+from llara_kit.errors import LlaraKitError
+from llara_kit.evaluate import evaluate, load_metrics, normalise, split_prompts, zero_shot_view
+from llara_kit.inference import candidate_logprobs, greedy_answers
+from llara_kit.recommend import Recommender
+from llara_kit.run import load_run
+from llara_kit.storage import read_jsonl
+from llara_kit.train import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalrun")
+    s = CYCLE_SETTINGS
+    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
+                      llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
+                      candidates=s.candidates, split=s.split, template="item", precision="fp32",
+                      batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16})
+    train(cfg, root / "run", show_progress=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def run(run_dir):
+    return load_run(run_dir)
+
+
+def test_cached_scoring_equals_a_full_forward(run):
+    prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=2)
+    titles = [[run.data.titles[c] for c in row] for row in cands]
+    lp, n_tok = candidate_logprobs(run.model, run.backbone, prompts, titles)
+    for b, c in ((0, 0), (1, 7)):
+        batch = collate(run.backbone, [prompts[b]], [titles[b][c]])
+        with torch.no_grad():
+            hidden = run.model.hidden_states(batch)[0]
+            logp = run.model.llm.get_output_embeddings()(hidden).float().log_softmax(-1)
+        labels = batch.labels[0]
+        full = sum(logp[j - 1, labels[j]] for j in range(1, len(labels)) if labels[j] >= 0)
+        assert lp[b, c].item() == pytest.approx(float(full), abs=1e-4)
+        assert n_tok[b, c] == int((labels >= 0).sum())
+
+
+def test_score_rankings_do_not_depend_on_batch_size(run):
+    rankings = []
+    for batch_size in (1, 3, 8):
+        evaluate(run, "test", "score", batch_size=batch_size, method=f"bs{batch_size}",
+                 show_progress=False)
+        rows = read_jsonl(run.path / f"predictions-test-bs{batch_size}.jsonl")
+        rankings.append([r["ranking"] for r in rows])
+    assert rankings[0] == rankings[1] == rankings[2]
+
+
+def test_score_mode_metrics_and_predictions(run):
+    metrics = evaluate(run, "test", "score", show_progress=False)
+    rows = read_jsonl(run.path / "predictions-test-score.jsonl")
+    assert len(rows) == len(run.data.splits["test"])
+    hits = np.mean([r["ranking"][0] == r["target"] for r in rows])
+    assert metrics["HR@1"]["value"] == pytest.approx(hits)
+    assert metrics["ValidRatio"]["value"] == 1.0
+    for r in rows:
+        assert sorted(r["ranking"]) == sorted(r["candidates"]) and r["hit"] == (
+            r["ranking"][0] == r["target"])
+    stored = load_metrics(run.path)["test"]["score"]
+    assert stored["metrics"] == metrics and stored["hybrid"] is True
+
+
+def test_generate_and_constrained_modes(run):
+    gen = evaluate(run, "test", "generate", limit=4, show_progress=False)
+    con = evaluate(run, "test", "constrained", limit=4, show_progress=False)
+    assert con["ValidRatio"]["value"] == 1.0  # constrained answers are candidates by design
+    assert set(gen) == {"HR@1", "ValidRatio", "HR@1 (valid only)"}
+    rows = read_jsonl(run.path / "predictions-test-constrained.jsonl")
+    titles = {normalise(run.data.titles[c]) for r in rows for c in r["candidates"]}
+    assert all(normalise(r["answer"]) in titles for r in rows)
+    gen_rows = read_jsonl(run.path / "predictions-test-generate.jsonl")
+    assert gen["ValidRatio"]["value"] == np.mean([r["valid"] for r in gen_rows])
+
+
+def test_greedy_answers_with_left_padding_match_single_runs(run):
+    prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=3)
+    titles = [[run.data.titles[c] for c in row] for row in cands]
+    together = greedy_answers(run.model, run.backbone, prompts, titles)
+    alone = [greedy_answers(run.model, run.backbone, [p], [t])[0]
+             for p, t in zip(prompts, titles, strict=True)]
+    assert together == alone
+
+
+def test_zero_shot_and_compare(run, run_dir):
+    evaluate(zero_shot_view(run), "test", "score", method="zero-shot-score", hybrid=False,
+             show_progress=False)
+    result = CliRunner().invoke(cli, ["compare", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert list(rows) == ["popularity", "sasrec alone", f"{run.config.llm} zero-shot",
+                          "LLaRA (curriculum), sasrec+mlp"]
+    md = CliRunner().invoke(cli, ["compare", str(run_dir), "--markdown"]).output
+    assert md.startswith("| method | HR@1 |") and "| popularity |" in md
+
+
+def test_normalise():
+    assert normalise("  The Usual  Suspects!") == normalise("the usual suspects")
+    assert normalise("Amélie") == "amelie"
+
+
+def test_recommend_by_title_and_id(run, run_dir):
+    rec = Recommender(run)
+    by_title = rec.recommend(["Item 3", "Item 4", "Item 5"], top_k=5)
+    by_id = rec.recommend(["i3", "i4", "i5"], top_k=5)
+    assert [r.item for r in by_title] == [r.item for r in by_id] and len(by_title) == 5
+    assert not {"i3", "i4", "i5"} & {r.item for r in by_title}  # unseen items only
+    assert [r.score for r in by_title] == sorted((r.score for r in by_title), reverse=True)
+    chosen = rec.recommend(["Item 3"], candidates=["Item 9", "i10", "Item 11"], top_k=2)
+    assert len(chosen) == 2 and {r.item for r in chosen} <= {"i9", "i10", "i11"}
+    with pytest.raises(LlaraKitError, match="No item with id or title 'Item 300'.*Closest"):
+        rec.recommend(["Item 300"])
+    cli_out = CliRunner().invoke(cli, ["recommend", str(run_dir), "--history", "Item 3",
+                                       "--history", "i4", "--top-k", "3", "--json"])
+    assert cli_out.exit_code == 0, cli_out.output
+    assert len(json.loads(cli_out.stdout)) == 3
