@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+
 from llara_kit.batching import collate
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
