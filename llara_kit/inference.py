@@ -49,12 +49,12 @@ def candidate_logprobs(model: LlaraModel, backbone: Backbone, prompts: list[Prom
         ids[r, : len(a)], mask[r, : len(a)] = torch.tensor(a), 1
     ids, mask = ids.to(device), mask.to(device)
 
-    cache = out.past_key_values
+    cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters \
+        else "past_key_values"  # renamed in recent transformers
+    cache = getattr(out, cache_arg)
     cache.batch_repeat_interleave(C)
     prompt_mask = batch.attention_mask.repeat_interleave(C, 0)  # (B*C, P)
     start = prompt_mask.sum(-1, keepdim=True)  # (B*C, 1) next position
-    cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters \
-        else "past_key_values"  # renamed in recent transformers
     cont = decoder(input_ids=ids, attention_mask=torch.cat([prompt_mask, mask], 1),
                    position_ids=start + torch.arange(width, device=device),
                    use_cache=True, **{cache_arg: cache})
