@@ -32,6 +32,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python examples/benchmarks/pretrain_encoders.py
 	$(BIN)/python examples/benchmarks/train_throughput.py
+	@echo "eval speed: $(BIN)/python examples/benchmarks/eval_throughput.py RUN (needs a trained run)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check llara_kit tests plugins examples

@@ -23,8 +23,8 @@ from llara_kit.run import load_run
 def reference_generation(run, prompts, batch_size: int) -> None:
     tok = run.backbone.tokenizer
     for start in range(0, len(prompts), batch_size):
-        batch = collate(run.backbone, prompts[start : start + batch_size],
-                        [None] * len(prompts[start : start + batch_size]), pad_left=False)
+        chunk = prompts[start : start + batch_size]
+        batch = collate(run.backbone, chunk, [None] * len(chunk)).to(run.model.llm.device)
         embeds = run.model.input_embeddings(batch.input_ids, batch.item_ids)
         run.model.llm.generate(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                do_sample=False, max_new_tokens=64,
@@ -36,9 +36,10 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    run = load_run(args.run)
-    print(f"torch threads: {torch.get_num_threads()}; {args.samples} test users; "
+    run = load_run(args.run, device=args.device)
+    print(f"{args.device}; torch threads: {torch.get_num_threads()}; {args.samples} test users; "
           f"batch {args.batch_size}; {run.data.settings.candidates} candidates; fp32")
     rates = {}
     for mode in ("score", "constrained", "generate"):
