@@ -208,8 +208,8 @@ class Trainer:
         cfg, plan = self.cfg, self.plan
         start = self.load_checkpoint() if resume else 0
         log_path = self.run_dir / "train_log.jsonl"
-        log = [e for e in read_jsonl(log_path) if e["step"] < start] if resume and \
-            log_path.exists() else []
+        kept = read_jsonl(log_path) if resume and log_path.exists() else []
+        log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
         write_jsonl(log_path, log)
         if start >= plan.total_steps:
             return self._finish(log)
@@ -361,6 +361,10 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
     check_components(cfg)
     if resume:
         check_resume(cfg, run_dir)
+        if (run_dir / "summary.json").exists():
+            raise LlaraKitError(
+                f"Run {str(run_dir)!r} has finished; evaluate it, or train into another --out."
+            )
     elif (run_dir / "config.json").exists():
         raise LlaraKitError(
             f"Run folder {str(run_dir)!r} already holds a run; pass --resume to continue it or "

@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
 
+import llara_kit
 from llara_kit.batching import collate
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
@@ -117,6 +118,7 @@ def test_normalise():
 
 
 def test_recommend_by_title_and_id(run, run_dir):
+    assert llara_kit.Recommender is Recommender  # the public, lazily imported name
     rec = Recommender(run)
     by_title = rec.recommend(["Item 3", "Item 4", "Item 5"], top_k=5)
     by_id = rec.recommend(["i3", "i4", "i5"], top_k=5)

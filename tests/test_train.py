@@ -178,6 +178,8 @@ def test_resume_refuses_changed_settings(assets, tmp_path):
         train(config(assets, max_train_samples=8, lr=0.1), tmp_path / "r", resume=True)
     with pytest.raises(LlaraKitError, match="already holds a run"):
         train(config(assets, max_train_samples=8), tmp_path / "r")
+    with pytest.raises(LlaraKitError, match="has finished; evaluate it"):
+        train(config(assets, max_train_samples=8), tmp_path / "r", resume=True)
 
 
 def test_cli_train_with_real_smollm2(assets, tmp_path):
