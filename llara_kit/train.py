@@ -107,11 +107,11 @@ class Trainer:
         self.bf16 = use_bf16(cfg, self.device)
 
         self.data = load_prepared(cfg)
+        self.backbone = load_backbone(cfg.llm)  # before pre-training: a bad --llm fails fast
         pre = pretrain_encoder(cfg.encoder, self.data, cfg.encoder_options,
                                PretrainSettings(seed=cfg.seed), show_progress=show_progress)
         self.encoder_dir = pre.path
         torch.manual_seed(cfg.seed)  # LoRA and projector initialisation
-        self.backbone = load_backbone(cfg.llm)
         llm = add_lora(self.backbone, cfg)
         if cfg.gradient_checkpointing:
             llm.gradient_checkpointing_enable(
