@@ -20,6 +20,7 @@ from llara_kit.config import PRESETS, TrainConfig, field_default, resolve
 from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import MODES, evaluate, zero_shot_view
+from llara_kit.metrics import format_interval
 from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
@@ -175,10 +176,6 @@ def data_info(as_json: bool, **kw) -> None:
     _show_data(*load_data(kw), as_json)
 
 
-def _interval(m: dict[str, float]) -> str:
-    return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
-
-
 def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -> Table:
     """One row per metric, one column per method: value [95% interval]."""
     table = Table(title=title)
@@ -186,7 +183,7 @@ def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -
     for name in columns:
         table.add_column(name, justify="right")
     for metric in next(iter(columns.values())):
-        table.add_row(metric, *(_interval(col[metric]) for col in columns.values()))
+        table.add_row(metric, *(format_interval(col[metric]) for col in columns.values()))
     return table
 
 
@@ -347,7 +344,7 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, as_json: bool, markdo
         for metric in shown:
             table.add_column(metric, justify="right")
         for name, m in rows.items():
-            table.add_row(name, *(_interval(m[k]) if k in m else "-" for k in shown))
+            table.add_row(name, *(format_interval(m[k]) if k in m else "-" for k in shown))
         Console().print(table)
 
 

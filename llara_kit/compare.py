@@ -9,6 +9,7 @@ from typing import Any
 from llara_kit.data import PreparedData
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import load_metrics
+from llara_kit.metrics import format_interval
 from llara_kit.ranking import popularity_scorer, score_item_scorer
 
 SCHEDULE_LABELS = {
@@ -58,7 +59,6 @@ def markdown(rows: dict[str, dict[str, dict[str, float]]], metrics: list[str]) -
     """The comparison as a Markdown table, value [95% interval] per cell."""
     lines = ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for name, m in rows.items():
-        cells = [f"{m[k]['value']:.3f} [{m[k]['low']:.3f}, {m[k]['high']:.3f}]" if k in m else "-"
-                 for k in metrics]
+        cells = [format_interval(m[k]) if k in m else "-" for k in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import candidate_logprobs, greedy_answers
 from llara_kit.llm import load_backbone
-from llara_kit.metrics import CANDIDATE_METRICS, bootstrap_interval, summarise, target_ranks
+from llara_kit.metrics import CANDIDATE_METRICS, mean_with_interval, summarise, target_ranks
 from llara_kit.model import LlaraModel
 from llara_kit.plugins import build_component
 from llara_kit.prompts import Prompt
@@ -70,14 +70,6 @@ def _batches(n: int, size: int, label: str, show: bool):
         for start in range(0, n, size):
             yield slice(start, min(start + size, n))
             progress.update(task, advance=min(size, n - start))
-
-
-def _with_intervals(values: dict[str, np.ndarray], seed: int = 0) -> dict[str, dict[str, float]]:
-    out = {}
-    for name, v in values.items():
-        low, high = bootstrap_interval(v, seed=seed)
-        out[name] = {"value": float(np.mean(v)), "low": low, "high": high}
-    return out
 
 
 def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_size: int = 4,
@@ -125,9 +117,8 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
             valid[i] = len(matches) == 1
             hits[i] = valid[i] and matches[0] == target_pos[i]
             rows.append({"answer": first, "valid": bool(valid[i]), "hit": bool(hits[i])})
-        metrics = _with_intervals({"HR@1": hits, "ValidRatio": valid})
-        metrics["HR@1 (valid only)"] = _with_intervals({"x": hits[valid == 1]})["x"] \
-            if valid.any() else {"value": 0.0, "low": 0.0, "high": 0.0}
+        metrics = {"HR@1": mean_with_interval(hits), "ValidRatio": mean_with_interval(valid),
+                   "HR@1 (valid only)": mean_with_interval(hits[valid == 1])}
     method = method or mode
     s = run.data.splits[split]
     for i, row in enumerate(rows):

@@ -46,12 +46,19 @@ def bootstrap_interval(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
     return float(low), float(high)
 
 
+def mean_with_interval(values: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """{"value", "low", "high"}: the mean of ``values`` and its 95% bootstrap interval."""
+    if len(values) == 0:
+        return {"value": 0.0, "low": 0.0, "high": 0.0}
+    low, high = bootstrap_interval(values, seed=seed)
+    return {"value": float(np.mean(values)), "low": low, "high": high}
+
+
+def format_interval(m: dict[str, float]) -> str:
+    return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
 def summarise(ranks: np.ndarray, metrics: tuple[str, ...] = CANDIDATE_METRICS,
               seed: int = 0) -> dict[str, dict[str, float]]:
     """{metric: {"value", "low", "high"}} for the given ranks."""
-    out = {}
-    for metric in metrics:
-        values = per_sample(ranks, metric)
-        low, high = bootstrap_interval(values, seed=seed)
-        out[metric] = {"value": float(values.mean()), "low": low, "high": high}
-    return out
+    return {metric: mean_with_interval(per_sample(ranks, metric), seed) for metric in metrics}

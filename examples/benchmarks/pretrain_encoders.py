@@ -17,12 +17,9 @@ from pathlib import Path
 import torch
 
 from llara_kit.data import prepare_data
+from llara_kit.metrics import format_interval as fmt
 from llara_kit.pretrain import pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
-
-
-def fmt(m: dict) -> str:
-    return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
 
 
 def main() -> None:
