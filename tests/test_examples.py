@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from llara_kit.config import resolve
+from llara_kit.train import check_components
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -12,3 +15,11 @@ def test_custom_encoder_example_passes_the_contract():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "meanpool passes the encoder contract" in result.stdout
+
+
+def test_example_configs_resolve_to_registered_components():
+    paths = sorted((ROOT / "examples" / "configs").glob("*.toml"))
+    assert paths
+    for path in paths:
+        check_components(resolve(config_file=path))  # raises on an unknown name or option
+    assert resolve(config_file=paths[0]).schedule_options == {"switch_at": 0.4}
