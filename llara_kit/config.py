@@ -68,13 +68,12 @@ class TrainConfig:
     precision: str = _f("auto", "auto (bf16 where supported), bf16 or fp32.")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
     checkpoint_every: int = _f(25, "Optimizer steps between checkpoints.")
-    log_every: int = _f(1, "Optimizer steps between train-log lines.")
 
     def __post_init__(self) -> None:
         self.split = tuple(float(x) for x in self.split)
         self.lora_targets = tuple(self.lora_targets)
         positive = ("history", "candidates", "min_history", "lora_r", "lora_alpha", "epochs",
-                    "batch_size", "grad_accum", "checkpoint_every", "log_every")
+                    "batch_size", "grad_accum", "checkpoint_every")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -55,8 +55,7 @@ def split_prompts(run: LoadedRun, split: str, hybrid: bool,
     s = run.data.splits[split]
     n = len(s) if limit is None else min(limit, len(s))
     prompts = [
-        run.template.render(run.data.titles, s.history[i, : s.lengths[i]].tolist(),
-                            s.candidates[i].tolist(), hybrid)
+        run.template.render(run.data.titles, s.history_of(i), s.candidates[i].tolist(), hybrid)
         for i in range(n)
     ]
     return prompts, s.candidates[:n], s.targets[:n]
@@ -123,7 +122,7 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
     s = run.data.splits[split]
     for i, row in enumerate(rows):
         row.update(user=run.data.raw_user_ids[s.users[i]],
-                   history=s.history[i, : s.lengths[i]].tolist(),
+                   history=s.history_of(i),
                    candidates=candidates[i].tolist(), target=int(targets[i]))
     if record:
         record_metrics(run.path, split, method, metrics, {"mode": mode, "hybrid": hybrid,

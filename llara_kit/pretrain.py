@@ -103,6 +103,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
                      force: bool = False, show_progress: bool = True) -> Pretrained:
     """Train (or reuse from the cache) encoder ``name`` on ``data``."""
     options, settings = dict(options or {}), settings or PretrainSettings()
+    torch.manual_seed(settings.seed)  # initial weights
     encoder = build_encoder(name, data, options)
     key_fields = {"format": FORMAT, "encoder": name, "config": asdict(encoder.config),
                   "settings": asdict(settings), "data_hash": data.hash}
@@ -112,8 +113,6 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         report = json.loads((folder / "pretrain.json").read_text())
         return Pretrained(load_encoder(folder), folder, report, reused=True)
 
-    torch.manual_seed(settings.seed)
-    encoder = build_encoder(name, data, options)  # re-built under the seed
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=settings.lr,
                                  weight_decay=settings.weight_decay)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from peft import set_peft_model_state_dict
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -50,7 +51,7 @@ from llara_kit.storage import read_jsonl, staged_dir, write_json, write_jsonl
 _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
 CPU_SUBSET = 256  # train samples for the ~10-minute default CPU run (~0.9 samples/s, 2 cores)
 # Settings that may change between a run and its --resume.
-RESUMABLE = {"device", "precision", "checkpoint_every", "log_every", "gradient_checkpointing"}
+RESUMABLE = {"device", "precision", "checkpoint_every", "gradient_checkpointing"}
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
@@ -175,8 +176,8 @@ class Trainer:
         hybrid = _rng(self.cfg, _HYBRID, g).random(len(idx)) < p_hybrid
         phrasing = _rng(self.cfg, _PHRASING, g).integers(0, 1 << 16, size=len(idx))
         prompts = [
-            self.template.render(self.data.titles, train.history[i, : train.lengths[i]].tolist(),
-                                 cands[i].tolist(), bool(h), int(ph))
+            self.template.render(self.data.titles, train.history_of(i), cands[i].tolist(),
+                                 bool(h), int(ph))
             for i, h, ph in zip(idx, hybrid, phrasing, strict=True)
         ]
         targets = [self.data.titles[t] for t in train.targets[idx]]
@@ -195,8 +196,6 @@ class Trainer:
         ckpt = self.run_dir / "checkpoint"
         if not (ckpt / "state.json").is_file():
             return 0
-        from peft import set_peft_model_state_dict
-
         adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
         set_peft_model_state_dict(self.model.llm, adapter)
         self.model.projector.load_state_dict(load_file(ckpt / "projector.safetensors"))
@@ -227,9 +226,8 @@ class Trainer:
                 for step in range(start, plan.total_steps):
                     entry = self._step(step, total_micro)
                     log.append(entry)
-                    if step % cfg.log_every == 0 or step == plan.total_steps - 1:
-                        log_file.write(json.dumps(entry) + "\n")
-                        log_file.flush()
+                    log_file.write(json.dumps(entry) + "\n")
+                    log_file.flush()
                     progress.update(task, advance=1, info=(
                         f"loss {entry['loss']:.3f} lr {entry['lr']:.1e} "
                         f"p {entry['p_hybrid']:.2f} {entry['tokens_per_s']:.0f} tok/s"))

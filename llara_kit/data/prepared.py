@@ -48,6 +48,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def history_of(self, i: int) -> list[int]:
+        """Sample ``i``'s history item ids, oldest first, without padding."""
+        return self.history[i, : self.lengths[i]].tolist()
+
 
 class PreparedData:
     """Sequences, splits and candidate sets of one data set under one set of settings."""
