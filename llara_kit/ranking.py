@@ -55,10 +55,9 @@ def score_item_scorer(scorer: ItemScorer, data: PreparedData, split: str = "test
 
 
 def popularity_scorer(data: PreparedData) -> ItemScorer:
-    """Scores each item by its interaction count among train users (a strong baseline)."""
-    counts = np.zeros(data.n_items + 1, dtype=np.float32)
-    for user in np.unique(data.splits["train"].users):
-        np.add.at(counts, data.sequences[user], 1.0)
+    """Scores each item by its interaction count in training (a strong baseline)."""
+    counts = np.bincount(data.training_interactions(), minlength=data.n_items + 1)
+    counts = counts.astype(np.float32)
     counts[0] = -np.inf
     table = torch.from_numpy(counts)
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from llara_kit.cli import cli
 from llara_kit.data import DataError, DataSettings, prepare_data
 from llara_kit.data.raw import normalise_title
+from llara_kit.errors import LlaraKitError
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,26 @@ def test_train_samples_are_every_prefix_with_min_history(ml100k):
     expected = sum(len(ml100k.sequences[u]) - 3 for u in np.unique(s.users))
     assert len(s) == expected == ml100k.manifest["counts"]["train_samples"]
     assert s.lengths.min() == 3 and s.lengths.max() == 10
+
+
+def test_leave_one_out_protocol(ml100k, tmp_path):
+    loo, _ = prepare_data("ml-100k", settings=DataSettings(protocol="loo"), home=tmp_path)
+    counts = loo.manifest["counts"]
+    assert counts["train_users"] == counts["valid_users"] == counts["test_users"] == 943
+    valid, test, train = (loo.splits[s] for s in ("valid", "test", "train"))
+    for i, user in enumerate(test.users):
+        seq = loo.sequences[user]
+        assert test.targets[i] == seq[-1] and valid.targets[i] == seq[-2]
+        assert valid.history_of(i) == seq[-12:-2].tolist()
+    assert len(train) == sum(len(s) - 3 - 2 for s in loo.sequences)  # prefixes less the tail
+    last_train = {int(u): int(t) for u, t in zip(train.users, train.targets, strict=True)}
+    assert all(last_train[int(u)] == loo.sequences[u][-3] for u in test.users)
+    _check_candidates(loo, "test", test.candidates)
+    # popularity counts what training sees: every user's sequence less the last two items
+    assert len(loo.training_interactions()) == 100_000 - 2 * 943
+    assert loo.hash != ml100k.hash
+    with pytest.raises(LlaraKitError, match="Unknown protocol 'kfold'; use one of: llara, loo"):
+        DataSettings(protocol="kfold")
 
 
 def test_target_position_is_not_constant(ml100k):

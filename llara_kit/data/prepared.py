@@ -83,6 +83,13 @@ class PreparedData:
     def n_items(self) -> int:
         return len(self.titles) - 1
 
+    def training_interactions(self) -> np.ndarray:
+        """Every item occurrence training may see (train users' sequences, less the held-out
+        tail under ``loo``): what popularity counts."""
+        users = np.unique(self.splits["train"].users)
+        return np.concatenate([protocol.training_part(self.sequences[u], self.settings)
+                               for u in users])
+
     def train_candidates(self, epoch: int) -> np.ndarray:
         """(n_train, C) candidates for one epoch, drawn from a generator seeded by (seed, epoch)."""
         train = self.splits["train"]
@@ -108,7 +115,8 @@ def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[
     raw_items, item_id = protocol.index_items(raw)
     raw_users, sequences = protocol.user_sequences(raw, item_id)
     eligible = np.array(
-        [u for u, s in enumerate(sequences) if len(s) > settings.min_history], dtype=np.int64
+        [u for u, s in enumerate(sequences) if len(s) >= protocol.min_length(settings)],
+        dtype=np.int64
     )
     protocol.check_negative_pool(
         [sequences[u] for u in eligible], [raw_users[u] for u in eligible], len(raw_items),
@@ -121,7 +129,7 @@ def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[
     }
     for name in SPLITS:
         samples = protocol.make_samples(
-            eligible[parts[name]], sequences, settings, every_prefix=name == "train"
+            eligible[parts[name]], sequences, settings, name
         )
         arrays.update({f"{name}_{key}": value for key, value in samples.items()})
         if name != "train":

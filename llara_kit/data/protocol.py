@@ -19,6 +19,11 @@ from llara_kit.errors import LlaraKitError
 # Streams of the seed's generator family: one per use, so adding one never shifts another.
 _SPLIT, _VALID, _TEST, _TRAIN = 0, 1, 2, 3
 SPLITS = ("train", "valid", "test")
+# llara: users cut train:valid:test, their last item the target (the paper's).
+# loo: leave-one-out over every user: train on the prefixes, valid = second-to-last item,
+# test = last item (SASRec / RecBole's standard, ~10x more test users).
+PROTOCOLS = ("llara", "loo")
+HELD_OUT = {"llara": 0, "loo": 2}  # items at the end of every sequence kept out of training
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,13 @@ class DataSettings:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # users: train / valid / test
     min_history: int = 3  # shortest history a sample may have (authors' code)
     seed: int = 0
+    protocol: str = "llara"  # llara or loo (see PROTOCOLS)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise LlaraKitError(
+                f"Unknown protocol {self.protocol!r}; use one of: {', '.join(PROTOCOLS)}."
+            )
         object.__setattr__(self, "split", tuple(float(x) for x in self.split))
         for name in ("history", "candidates", "min_history"):
             value = getattr(self, name)
@@ -76,7 +86,10 @@ def user_sequences(raw: RawData, item_id: dict[str, int]) -> tuple[list[str], li
 
 
 def split_users(n_users: int, settings: DataSettings) -> dict[str, np.ndarray]:
-    """Shuffle user indices by the seed and cut them train:valid:test (sorted within each)."""
+    """User indices of each split. ``llara``: shuffled by the seed and cut train:valid:test
+    (sorted within each); ``loo``: every user in every split."""
+    if settings.protocol == "loo":
+        return dict.fromkeys(SPLITS, np.arange(n_users))
     order = np.random.default_rng([settings.seed, _SPLIT]).permutation(n_users)
     n_train = int(n_users * settings.split[0])
     n_valid = int(n_users * settings.split[1])
@@ -89,18 +102,33 @@ def split_users(n_users: int, settings: DataSettings) -> dict[str, np.ndarray]:
     return {name: np.sort(part) for name, part in zip(SPLITS, cuts, strict=True)}
 
 
-def make_samples(users: np.ndarray, sequences: list[np.ndarray], settings: DataSettings,
-                 every_prefix: bool) -> dict[str, np.ndarray]:
-    """Samples as arrays: history (n, H) left-aligned with 0 padding, lengths, targets, users.
+def target_positions(n: int, split: str, settings: DataSettings) -> range:
+    """Positions in a sequence of length ``n`` that are targets of ``split``'s samples.
 
-    ``every_prefix``: each position from ``min_history`` on is a target (train users);
-    otherwise only the last item is (valid and test users).
+    Train: every position from ``min_history`` on, before the held-out tail; ``llara`` valid
+    and test: the last item; ``loo`` valid: the second-to-last, test: the last.
     """
-    rows: list[tuple[int, int]] = []  # (user, target position)
-    for u in users:
-        n = len(sequences[u])
-        first = settings.min_history if every_prefix else n - 1
-        rows.extend((int(u), t) for t in range(first, n))
+    if split == "train":
+        return range(settings.min_history, n - HELD_OUT[settings.protocol])
+    last = n - 1 if settings.protocol == "llara" or split == "test" else n - 2
+    return range(last, last + 1)
+
+
+def min_length(settings: DataSettings) -> int:
+    """The shortest sequence that gives every split of the protocol a sample."""
+    return settings.min_history + 1 + HELD_OUT[settings.protocol]
+
+
+def training_part(sequence: np.ndarray, settings: DataSettings) -> np.ndarray:
+    """The items of a training user's sequence that training may see."""
+    return sequence[: len(sequence) - HELD_OUT[settings.protocol]]
+
+
+def make_samples(users: np.ndarray, sequences: list[np.ndarray], settings: DataSettings,
+                 split: str) -> dict[str, np.ndarray]:
+    """Samples as arrays: history (n, H) left-aligned with 0 padding, lengths, targets, users."""
+    rows = [(int(u), t) for u in users
+            for t in target_positions(len(sequences[u]), split, settings)]
     history = np.zeros((len(rows), settings.history), dtype=np.int64)
     lengths = np.zeros(len(rows), dtype=np.int64)
     targets = np.zeros(len(rows), dtype=np.int64)
@@ -156,6 +184,7 @@ def candidate_rng(settings: DataSettings, split: str, epoch: int = 0) -> np.rand
 
 
 def skipped_short_users(sequences: list[np.ndarray], settings: DataSettings) -> Counter:
-    short = sum(len(s) < settings.min_history + 1 for s in sequences)
-    key = f"users with fewer than {settings.min_history + 1} interactions"
+    need = min_length(settings)
+    short = sum(len(s) < need for s in sequences)
+    key = f"users with fewer than {need} interactions"
     return Counter({key: short}) if short else Counter()
