@@ -17,9 +17,15 @@ IGNORE = -100  # label of tokens outside the target
 class Batch:
     input_ids: torch.Tensor  # (B, T)
     attention_mask: torch.Tensor  # (B, T) 1 = real token
-    labels: torch.Tensor  # (B, T) target token ids, IGNORE elsewhere
+    labels: torch.Tensor  # (B, T) answer token ids, IGNORE elsewhere
     item_ids: torch.Tensor  # (K,) one per behavioural token, in row-major order
+    item_rows: torch.Tensor  # (K,) the row of each behavioural token
+    item_is_candidate: torch.Tensor  # (K,) bool: the token follows a candidate
     hybrid: torch.Tensor  # (B,) bool: the sample uses the hybrid prompt
+    history: torch.Tensor  # (B, L) hybrid rows' history item ids, left-aligned, 0 = padding
+    lengths: torch.Tensor  # (B,) history lengths (0 for text-only rows)
+    candidate_at: torch.Tensor  # (B, C) positions of the candidates' item markers
+    target_pos: torch.Tensor  # (B,) index of the target among the candidates, -1 if unknown
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -29,8 +35,8 @@ class Batch:
         return int(self.attention_mask.sum())
 
 
-def encode(backbone: Backbone, prompt: Prompt, target: str | None) -> tuple[list[int], list[int]]:
-    """Token ids and labels of prompt + `` <target><eos>``; only the target is labelled."""
+def encode(backbone: Backbone, prompt: Prompt, answer: str | None) -> tuple[list[int], list[int]]:
+    """Token ids and labels of prompt + `` <answer><eos>``; only the answer is labelled."""
     tok = backbone.tokenizer
     ids = tok(prompt.text, add_special_tokens=False)["input_ids"]
     n_behaviour = sum(i == backbone.behaviour_id for i in ids)
@@ -40,26 +46,57 @@ def encode(backbone: Backbone, prompt: Prompt, target: str | None) -> tuple[list
             "a template must put exactly one after each title."
         )
     labels = [IGNORE] * len(ids)
-    if target is not None:
-        answer = tok(" " + target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        ids, labels = ids + answer, labels + answer
+    if answer is not None:
+        tail = tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids, labels = ids + tail, labels + tail
     return ids, labels
 
 
-def collate(backbone: Backbone, prompts: list[Prompt], targets: list[str | None],
-            pad_left: bool = False) -> Batch:
+def _marker_positions(backbone: Backbone, ids: list[int], prompt: Prompt) -> list[int]:
+    """Positions of the candidates' item markers: the last ``n_candidates`` markers."""
+    markers = (backbone.placeholder_id, backbone.behaviour_id)
+    at = [t for t, i in enumerate(ids) if i in markers]
+    if len(at) < prompt.n_candidates:
+        raise LlaraKitError(
+            f"The prompt holds {len(at)} item markers for {prompt.n_candidates} candidates; "
+            "a template must put one after each title."
+        )
+    return at[len(at) - prompt.n_candidates:]
+
+
+def collate(backbone: Backbone, prompts: list[Prompt], answers: list[str | None],
+            target_pos: list[int] | None = None, pad_left: bool = False) -> Batch:
     """Pad a list of samples into one batch (left padding for generation)."""
-    encoded = [encode(backbone, p, t) for p, t in zip(prompts, targets, strict=True)]
+    encoded = [encode(backbone, p, a) for p, a in zip(prompts, answers, strict=True)]
     width = max(len(ids) for ids, _ in encoded)
     pad = backbone.tokenizer.pad_token_id
-    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    labels = torch.full((len(encoded), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, (ids, lab) in enumerate(encoded):
-        cols = slice(width - len(ids), width) if pad_left else slice(0, len(ids))
+    B = len(encoded)
+    input_ids = torch.full((B, width), pad, dtype=torch.long)
+    labels = torch.full((B, width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((B, width), dtype=torch.long)
+    n_cand = {p.n_candidates for p in prompts}
+    C = n_cand.pop() if len(n_cand) == 1 else 0  # candidate scoring needs one C per batch
+    candidate_at = torch.zeros((B, C), dtype=torch.long)
+    for row, ((ids, lab), prompt) in enumerate(zip(encoded, prompts, strict=True)):
+        offset = width - len(ids) if pad_left else 0
+        cols = slice(offset, offset + len(ids))
         input_ids[row, cols] = torch.tensor(ids)
         labels[row, cols] = torch.tensor(lab)
         mask[row, cols] = 1
+        if C:
+            candidate_at[row] = torch.tensor(_marker_positions(backbone, ids, prompt)) + offset
+    histories = [p.item_ids[: len(p.item_ids) - p.n_candidates] for p in prompts]
+    history = torch.zeros((B, max(1, *map(len, histories))), dtype=torch.long)
+    for row, h in enumerate(histories):
+        history[row, : len(h)] = torch.tensor(h, dtype=torch.long)
     item_ids = [i for p in prompts for i in p.item_ids]
-    return Batch(input_ids, mask, labels, torch.tensor(item_ids, dtype=torch.long),
-                 torch.tensor([bool(p.item_ids) for p in prompts]))
+    rows = [r for r, p in enumerate(prompts) for _ in p.item_ids]
+    is_candidate = [k >= len(p.item_ids) - p.n_candidates
+                    for p in prompts for k in range(len(p.item_ids))]
+    return Batch(
+        input_ids, mask, labels, torch.tensor(item_ids, dtype=torch.long),
+        torch.tensor(rows, dtype=torch.long), torch.tensor(is_candidate, dtype=torch.bool),
+        torch.tensor([bool(p.item_ids) for p in prompts]), history,
+        torch.tensor([len(h) for h in histories], dtype=torch.long), candidate_at,
+        torch.tensor(target_pos if target_pos is not None else [-1] * B, dtype=torch.long),
+    )

@@ -38,6 +38,11 @@ class TrainConfig:
     encoder_options: dict = _f({}, "Encoder settings, e.g. n_layers=1.")
     projector_options: dict = _f({}, "Projector options.")
     schedule_options: dict = _f({}, "Schedule options, e.g. switch_at=0.4.")
+    objective: str = _f("head", "Training objective plugin: head (score head) or title (paper).")
+    objective_options: dict = _f({}, "Objective options.")
+    user_conditioned: bool = _f(
+        True, "Candidates' behavioural tokens also carry projector(item * user state) "
+              "(an extension beyond the paper).")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")
@@ -46,6 +51,7 @@ class TrainConfig:
     candidates: int = _f(20, "Candidates per sample.")
     split: tuple = _f((0.8, 0.1, 0.1), "User shares train,valid,test.")
     min_history: int = _f(3, "Shortest history a sample may have.")
+    protocol: str = _f("llara", "llara (8:1:1 user split, the paper's) or loo (leave-one-out).")
     seed: int = _f(0, "Seed of the data split, candidates, curriculum draws and dropout.")
     # LoRA
     lora_r: int = _f(8, "LoRA rank.")
@@ -98,7 +104,7 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's protocol: 5 epochs over every train sample, effective batch 128 (8 x 16).
     "paper": {"epochs": 5, "batch_size": 8, "grad_accum": 16, "lr": 8e-4,
-              "max_train_samples": 0},
+              "max_train_samples": 0, "objective": "title", "user_conditioned": False},
 }
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}

@@ -81,6 +81,18 @@ def register_datasets(register: Register) -> None:
 
 
 @hookspec
+def register_objectives(register: Register) -> None:
+    """Register training objectives.
+
+    ``factory(hidden_size, **options)`` returns an ``Objective`` (``llara_kit.objectives``):
+    an ``nn.Module`` whose parameters train with the LoRA and are saved in the run folder,
+    with ``answer(target) -> str | None`` (the text trained after the prompt),
+    ``loss(model, batch) -> scalar`` and ``score(model, backbone, prompts, candidates) ->
+    (B, C)``.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``llara-kit`` command-line interface.
 

@@ -34,7 +34,7 @@ def candidate_logprobs(model: LlaraModel, backbone: Backbone, prompts: list[Prom
     device = next(model.parameters()).device
     B, C = len(prompts), len(candidates[0])
     batch = collate(backbone, prompts, [None] * B, pad_left=True).to(device)
-    embeds = model.input_embeddings(batch.input_ids, batch.item_ids)  # (B, P, H)
+    embeds = model.input_embeddings(batch)  # (B, P, H)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
     decoder, head = model.llm.get_decoder(), model.llm.get_output_embeddings()
     out = decoder(inputs_embeds=embeds, attention_mask=batch.attention_mask,
@@ -91,7 +91,7 @@ def greedy_answers(model: LlaraModel, backbone: Backbone, prompts: list[Prompt],
     """Greedy answers; with ``constrain_to`` each answer is forced to be one of its titles."""
     device = next(model.parameters()).device
     batch = collate(backbone, prompts, [None] * len(prompts), pad_left=True).to(device)
-    embeds = model.input_embeddings(batch.input_ids, batch.item_ids)
+    embeds = model.input_embeddings(batch)
     tok = backbone.tokenizer
     allowed = None
     if constrain_to is not None:

@@ -1,49 +1,67 @@
 """The LLaRA module: an LLM (with LoRA) whose behavioural-token embeddings are projected
-encoder vectors. The encoder is frozen; the projector learns only from hybrid samples,
-because only they contain behavioural tokens."""
+encoder vectors, and the objective that trains and scores it. The encoder is frozen; the
+projector learns only from hybrid samples, because only they contain behavioural tokens."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from llara_kit.batching import IGNORE, Batch
+from llara_kit.batching import Batch
 from llara_kit.encoders import Encoder
 
 
 class LlaraModel(nn.Module):
     def __init__(self, llm: nn.Module, encoder: Encoder, projector: nn.Module,
-                 behaviour_id: int):
+                 behaviour_id: int, objective: nn.Module, user_conditioned: bool = False):
         super().__init__()
         self.llm = llm  # a peft model (or a plain causal LM for zero-shot use)
         self.encoder = encoder.eval().requires_grad_(False)
         self.projector = projector
         self.behaviour_id = behaviour_id
+        self.objective = objective  # its trainable parts (a score head) train with the LoRA
+        self.user_conditioned = user_conditioned
 
     def train(self, mode: bool = True) -> LlaraModel:
         super().train(mode)
         self.encoder.eval()  # frozen: no dropout either
         return self
 
-    def input_embeddings(self, input_ids: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings with the projected item vectors written at the behavioural tokens.
+    def behaviour_vectors(self, batch: Batch) -> torch.Tensor:
+        """The projected vector of each behavioural token: (K, H).
 
-        input_ids: (B, T); item_ids: (K,) in row-major order of the behavioural tokens.
-        Returns (B, T, H).
+        projector(item) for every item; with ``user_conditioned`` a candidate's token adds
+        projector(item * user state), the encoder's state of the row's history, so the
+        encoder's preference for that candidate is readable by the LLM.
         """
-        embeds = self.llm.get_input_embeddings()(input_ids)  # (B, T, H)
-        if item_ids.numel() == 0:
+        items = self.encoder.item_embeddings(batch.item_ids)  # (K, d), frozen
+        projected = self.projector(items)  # (K, H)
+        if self.user_conditioned:
+            hybrid = batch.lengths > 0  # (B,)
+            state = torch.zeros(len(hybrid), items.shape[-1], device=items.device)  # (B, d)
+            if hybrid.any():
+                state[hybrid] = self.encoder.encode(batch.history[hybrid],
+                                                    batch.lengths[hybrid]).to(state.dtype)
+            cand = batch.item_is_candidate  # (K,)
+            joint = items[cand] * state[batch.item_rows[cand]].to(items.dtype)  # (Kc, d)
+            projected = projected.index_add(0, cand.nonzero().squeeze(1),
+                                            self.projector(joint).to(projected.dtype))
+        return projected
+
+    def input_embeddings(self, batch: Batch) -> torch.Tensor:
+        """Token embeddings with the projected vectors written at the behavioural tokens:
+        (B, T, H)."""
+        embeds = self.llm.get_input_embeddings()(batch.input_ids)  # (B, T, H)
+        if batch.item_ids.numel() == 0:
             return embeds
-        behaviour = self.encoder.item_embeddings(item_ids)  # (K, d), frozen
-        projected = self.projector(behaviour).to(embeds.dtype)  # (K, H)
-        at = (input_ids == self.behaviour_id).unsqueeze(-1)  # (B, T, 1)
+        projected = self.behaviour_vectors(batch).to(embeds.dtype)  # (K, H)
+        at = (batch.input_ids == self.behaviour_id).unsqueeze(-1)  # (B, T, 1)
         return embeds.masked_scatter(at, projected)
 
     def hidden_states(self, batch: Batch) -> torch.Tensor:
         """Last hidden states (B, T, H); positions follow the attention mask, so left and right
         padding give the same result."""
-        embeds = self.input_embeddings(batch.input_ids, batch.item_ids)
+        embeds = self.input_embeddings(batch)
         positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
         decoder = self.llm.get_decoder()  # the transformer without its LM head, LoRA inside
         out = decoder(inputs_embeds=embeds, attention_mask=batch.attention_mask,
@@ -51,9 +69,5 @@ class LlaraModel(nn.Module):
         return out.last_hidden_state
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        """Mean cross-entropy over the target tokens; the LM head runs only where needed."""
-        hidden = self.hidden_states(batch)[:, :-1]  # (B, T-1, H) predicts tokens 1..T-1
-        targets = batch.labels[:, 1:]  # (B, T-1)
-        where = targets != IGNORE
-        logits = self.llm.get_output_embeddings()(hidden[where])  # (N, V)
-        return F.cross_entropy(logits.float(), targets[where])
+        """The objective's training loss on ``batch`` (a scalar)."""
+        return self.objective.loss(self, batch)

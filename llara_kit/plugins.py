@@ -21,7 +21,7 @@ import pluggy
 from llara_kit import __version__, hookspecs
 from llara_kit.errors import PluginError, UnknownComponentError
 
-KINDS = ("encoder", "projector", "template", "schedule", "dataset")
+KINDS = ("encoder", "projector", "template", "schedule", "dataset", "objective")
 
 DEFAULT_PLUGINS = (
     "llara_kit.projectors",
@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "llara_kit.encoders.gru4rec",
     "llara_kit.encoders.caser",
     "llara_kit.prompts",
+    "llara_kit.objectives",
 )
 
 # Set to 1 to skip third-party plugins (the test suite does; so can a user debugging one).

@@ -19,6 +19,7 @@ from llara_kit.llm import BEHAVIOUR, PLACEHOLDER
 class Prompt:
     text: str  # ends with "Answer:"; the target follows as " <title>"
     item_ids: list[int]  # one per behavioural token, in order (empty when text-only)
+    n_candidates: int = 0  # the last n_candidates item markers (either token) are candidates
 
 
 class PromptTemplate:
@@ -45,7 +46,7 @@ class PromptTemplate:
         text = self.phrasings[phrasing % len(self.phrasings)].format(
             history=items(history), candidates=items(candidates), n=len(candidates)
         )
-        return Prompt(text, list(history) + list(candidates) if hybrid else [])
+        return Prompt(text, list(history) + list(candidates) if hybrid else [], len(candidates))
 
 
 def _clean(title: str) -> str:

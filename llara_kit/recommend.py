@@ -11,7 +11,6 @@ import torch
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import normalise, uses_hybrid
-from llara_kit.inference import candidate_logprobs
 from llara_kit.run import LoadedRun, load_run
 
 
@@ -19,7 +18,7 @@ from llara_kit.run import LoadedRun, load_run
 class Recommendation:
     item: str  # raw item id as in the data set
     title: str
-    score: float  # length-normalised log-likelihood of the title; higher is better
+    score: float  # the run's objective's score (title: mean token log-likelihood); higher wins
 
 
 class Recommender:
@@ -61,9 +60,8 @@ class Recommender:
         else:
             cands = self.shortlist(hist, data.settings.candidates)
         prompt = run.template.render(data.titles, hist, cands, self.hybrid)
-        lp, n_tok = candidate_logprobs(run.model.eval(), run.backbone, [prompt],
-                                       [[data.titles[c] for c in cands]])
-        scores = (lp / n_tok)[0].numpy()
+        scores = run.model.eval().objective.score(run.model, run.backbone, [prompt],
+                                                  [[data.titles[c] for c in cands]])[0].numpy()
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [Recommendation(data.raw_item_ids[cands[i]], data.titles[cands[i]],
                                float(scores[i])) for i in order]

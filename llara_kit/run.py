@@ -2,8 +2,9 @@
 
 A run folder holds everything needed to evaluate or serve again: ``config.json`` (resolved,
 with component names and versions), ``data.json`` (data set and hash), ``encoder/``
-(safetensors + JSON), ``projector.safetensors`` + ``projector.json``, ``adapter/`` (peft
-format), ``train_log.jsonl`` and, while training, ``checkpoint/``. Weights load with
+(safetensors + JSON), ``projector.safetensors`` + ``projector.json``,
+``objective.safetensors`` (the objective's own weights, e.g. the score head), ``adapter/``
+(peft format), ``train_log.jsonl`` and, while training, ``checkpoint/``. Weights load with
 safetensors only.
 """
 
@@ -35,7 +36,7 @@ def load_prepared(cfg: TrainConfig) -> PreparedData:
     if cfg.data_dir is not None:
         options["data_dir"] = cfg.data_dir
     settings = DataSettings(history=cfg.history, candidates=cfg.candidates, split=cfg.split,
-                            min_history=cfg.min_history, seed=cfg.seed)
+                            min_history=cfg.min_history, seed=cfg.seed, protocol=cfg.protocol)
     return prepare_data(cfg.dataset, options, settings)[0]
 
 
@@ -57,11 +58,37 @@ def build_projector(cfg: TrainConfig, encoder: Encoder, backbone: Backbone) -> n
                            backbone.hidden_size, **cfg.projector_options)
 
 
-def save_projector(projector: nn.Module, cfg: TrainConfig, folder: Path) -> None:
-    with atomic_path(folder / "projector.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(tmp))
+def build_objective(cfg: TrainConfig, backbone: Backbone) -> nn.Module:
+    return build_component("objective", cfg.objective, backbone.hidden_size,
+                           **cfg.objective_options)
+
+
+def build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: Backbone,
+                ) -> LlaraModel:
+    """The LLaRA model around ``llm`` with a fresh projector and objective."""
+    projector = build_projector(cfg, encoder, backbone)
+    objective = build_objective(cfg, backbone)
+    return LlaraModel(llm, encoder, projector, backbone.behaviour_id, objective,
+                      cfg.user_conditioned)
+
+
+def _save_weights(module: nn.Module, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
+                  str(tmp))
+
+
+def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path) -> None:
+    """The projector and the objective's weights (the LoRA goes through ``save_adapter``)."""
+    _save_weights(model.projector, folder / "projector.safetensors")
+    _save_weights(model.objective, folder / "objective.safetensors")
     write_json(folder / "projector.json", {"projector": cfg.projector,
                                            "options": cfg.projector_options})
+
+
+def load_trainable(model: LlaraModel, folder: Path) -> None:
+    model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
+    model.objective.load_state_dict(load_file(folder / "objective.safetensors"))
 
 
 def save_adapter(llm: PeftModel, folder: Path) -> None:
@@ -89,7 +116,8 @@ class LoadedRun:
 def load_run(path: Path, device: str = "cpu") -> LoadedRun:
     """Rebuild a trained LLaRA model from its run folder."""
     path = Path(path)
-    needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder")
+    needed = ("config.json", "data.json", "projector.safetensors", "objective.safetensors",
+              "adapter", "encoder")
     missing = [n for n in needed if not (path / n).exists()]
     if missing:
         raise LlaraKitError(
@@ -107,9 +135,8 @@ def load_run(path: Path, device: str = "cpu") -> LoadedRun:
         )
     backbone = load_backbone(cfg.llm)
     llm = PeftModel.from_pretrained(backbone.model, path / "adapter")
-    encoder = load_encoder(path / "encoder")
-    projector = build_projector(cfg, encoder, backbone)
-    projector.load_state_dict(load_file(path / "projector.safetensors"))
-    model = LlaraModel(llm, encoder, projector, backbone.behaviour_id).to(device).eval()
+    model = build_model(cfg, llm, load_encoder(path / "encoder"), backbone)
+    load_trainable(model, path)
+    model = model.to(device).eval()
     template = build_component("template", cfg.template)
     return LoadedRun(path, cfg, model, backbone, template, data)

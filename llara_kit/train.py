@@ -34,16 +34,16 @@ from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import load_backbone
-from llara_kit.model import LlaraModel
 from llara_kit.plugins import build_component, get_component, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.run import (
     add_lora,
-    build_projector,
+    build_model,
     load_prepared,
+    load_trainable,
     save_adapter,
     save_encoder_copy,
-    save_projector,
+    save_trainable,
 )
 from llara_kit.storage import read_jsonl, staged_dir, write_json, write_jsonl
 
@@ -112,14 +112,12 @@ class Trainer:
         pre = pretrain_encoder(cfg.encoder, self.data, cfg.encoder_options,
                                PretrainSettings(seed=cfg.seed), show_progress=show_progress)
         self.encoder_dir = pre.path
-        torch.manual_seed(cfg.seed)  # LoRA and projector initialisation
+        torch.manual_seed(cfg.seed)  # LoRA, projector and objective initialisation
         llm = add_lora(self.backbone, cfg)
         if cfg.gradient_checkpointing:
             llm.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
-        projector = build_projector(cfg, pre.encoder, self.backbone)
-        self.model = LlaraModel(llm, pre.encoder, projector, self.backbone.behaviour_id)
-        self.model.to(self.device)
+        self.model = build_model(cfg, llm, pre.encoder, self.backbone).to(self.device)
         self.template = build_component("template", cfg.template)
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -180,14 +178,16 @@ class Trainer:
                                  bool(h), int(ph))
             for i, h, ph in zip(idx, hybrid, phrasing, strict=True)
         ]
-        targets = [self.data.titles[t] for t in train.targets[idx]]
-        return collate(self.backbone, prompts, targets)
+        targets = train.targets[idx]
+        answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
+        target_pos = np.argmax(cands[idx] == targets[:, None], axis=1).tolist()
+        return collate(self.backbone, prompts, answers, target_pos)
 
     # --- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self, step: int) -> None:
         with staged_dir(self.run_dir / "checkpoint") as tmp:
             save_adapter(self.model.llm, tmp / "adapter")
-            save_projector(self.model.projector, self.cfg, tmp)
+            save_trainable(self.model, self.cfg, tmp)
             save_file(_optimizer_tensors(self.optimizer, self.params),
                       str(tmp / "optimizer.safetensors"))
             write_json(tmp / "state.json", {"step": step})
@@ -198,7 +198,7 @@ class Trainer:
             return 0
         adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
         set_peft_model_state_dict(self.model.llm, adapter)
-        self.model.projector.load_state_dict(load_file(ckpt / "projector.safetensors"))
+        load_trainable(self.model, ckpt)
         _load_optimizer(self.optimizer, self.params, load_file(ckpt / "optimizer.safetensors"))
         return json.loads((ckpt / "state.json").read_text())["step"]
 
@@ -277,7 +277,7 @@ class Trainer:
 
     def _finish(self, log: list[dict[str, Any]]) -> dict[str, Any]:
         save_adapter(self.model.llm, self.run_dir / "adapter")
-        save_projector(self.model.projector, self.cfg, self.run_dir)
+        save_trainable(self.model, self.cfg, self.run_dir)
         save_encoder_copy(self.encoder_dir, self.run_dir)
         seconds = sum(e["seconds"] for e in log)
         summary = {
@@ -322,7 +322,7 @@ def write_run_config(cfg: TrainConfig, run_dir: Path, data_manifest: dict) -> No
     components = {
         kind: {"name": getattr(cfg, kind),
                "plugin": plugins.registries[kind].get(getattr(cfg, kind)).plugin}
-        for kind in ("encoder", "projector", "schedule", "template", "dataset")
+        for kind in ("encoder", "projector", "schedule", "template", "dataset", "objective")
     }
     for comp in components.values():
         comp["version"] = plugins.plugins[comp["plugin"]].version
@@ -334,7 +334,7 @@ def write_run_config(cfg: TrainConfig, run_dir: Path, data_manifest: dict) -> No
 
 def check_components(cfg: TrainConfig) -> None:
     """Fail on a misspelt component or option before any slow work starts."""
-    for kind in ("encoder", "projector", "template", "dataset"):
+    for kind in ("encoder", "projector", "template", "dataset", "objective"):
         get_component(kind, getattr(cfg, kind))
     build_component("schedule", cfg.schedule, **cfg.schedule_options)
 

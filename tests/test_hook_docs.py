@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import llara_kit
 from llara_kit import hookspecs
 from llara_kit.cli import cli
+from llara_kit.objectives import HeadObjective
 from llara_kit.plugins import PluginHost, PluginInfo
 from llara_kit.schedules import LinearSchedule
 
@@ -80,6 +81,13 @@ def test_hook_register_schedules():
 
 def test_hook_register_datasets():
     _check_registers("dataset", dict)
+
+
+def test_hook_register_objectives():
+    host = _check_registers("objective", HeadObjective)
+    assert host.registries["objective"].names() == ["acme", "head", "title"]
+    objective = host.registries["objective"].get("acme").factory(8)
+    assert objective.answer("Heat") is None and sum(p.numel() for p in objective.parameters()) == 9
 
 
 def test_hook_register_commands():

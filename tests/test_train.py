@@ -79,9 +79,9 @@ def test_projector_gradient_only_from_hybrid_samples(assets, tmp_path):
 
 
 def test_behavioural_tokens_carry_projected_vectors(assets, tmp_path):
-    trainer = Trainer(config(assets), tmp_path, show_progress=False)
+    trainer = Trainer(config(assets, user_conditioned=False), tmp_path, show_progress=False)
     model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
-    embeds = model.input_embeddings(batch.input_ids, batch.item_ids)  # (B, T, H)
+    embeds = model.input_embeddings(batch)  # (B, T, H)
     at = batch.input_ids == trainer.backbone.behaviour_id
     assert int(at.sum()) == len(batch.item_ids) == 4 * (5 + 10) - sum(
         5 - int(n) for n in trainer.data.splits["train"].lengths[trainer._epoch(0)[0][0]])
@@ -89,6 +89,51 @@ def test_behavioural_tokens_carry_projected_vectors(assets, tmp_path):
     assert torch.allclose(embeds[at], expected)
     plain = model.llm.get_input_embeddings()(batch.input_ids)
     assert torch.equal(embeds[~at], plain[~at])
+
+
+def test_user_conditioned_candidate_tokens(assets, tmp_path):
+    """Candidates' tokens add projector(item * user state); history tokens do not."""
+    trainer = Trainer(config(assets, user_conditioned=True), tmp_path, show_progress=False)
+    model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
+    with torch.no_grad():
+        got = model.behaviour_vectors(batch)  # (K, H)
+        items = model.encoder.item_embeddings(batch.item_ids)
+        plain = model.projector(items)
+        cand = batch.item_is_candidate
+        assert int(cand.sum()) == 10 * len(batch.hybrid)  # C candidates in every row
+        assert torch.allclose(got[~cand], plain[~cand])
+        state = model.encoder.encode(batch.history, batch.lengths)  # (B, d)
+        joint = items[cand] * state[batch.item_rows[cand]]
+        assert torch.allclose(got[cand], plain[cand] + model.projector(joint), atol=1e-6)
+        # another history changes the candidates' tokens, not the history's
+        batch.history = batch.history.roll(1, dims=0)
+        moved = model.behaviour_vectors(batch)
+    assert torch.equal(moved[~cand], got[~cand]) and not torch.allclose(moved[cand], got[cand])
+
+
+def test_head_objective_reads_the_candidates_markers(assets, tmp_path):
+    trainer = Trainer(config(assets, objective="head"), tmp_path, show_progress=False)
+    backbone = trainer.backbone
+    for p_hybrid, marker in ((0.0, backbone.placeholder_id), (1.0, backbone.behaviour_id)):
+        batch = trainer.micro_batch(0, p_hybrid)
+        assert batch.candidate_at.shape == (len(batch.hybrid), 10)
+        assert (batch.input_ids.gather(1, batch.candidate_at) == marker).all()
+        assert (batch.labels == -100).all()  # the head needs no answer tokens
+        batches, cands = trainer._epoch(0)
+        idx = batches[0]
+        targets = trainer.data.splits["train"].targets[idx]
+        assert (torch.tensor(cands[idx])[range(len(idx)), batch.target_pos]
+                == torch.tensor(targets)).all()
+
+
+def test_head_objective_learns_the_cycle(assets, tmp_path):
+    """On cycle data the next item is fully predictable: the head must beat chance."""
+    cfg = config(assets, objective="head", schedule="hybrid-only", max_train_samples=160,
+                 epochs=2, lr=3e-3)
+    train(cfg, tmp_path / "r", show_progress=False)
+    log = read_jsonl(tmp_path / "r" / "train_log.jsonl")
+    first, last = (sum(e["loss"] for e in part) / len(part) for part in (log[:8], log[-8:]))
+    assert first > 2.0 and last < 0.8 * first  # ln 10 = 2.30 at chance
 
 
 def test_linear_curriculum_raises_the_hybrid_share(assets, tmp_path):
@@ -141,6 +186,7 @@ def test_run_folder_contents_and_no_pickles(assets, tmp_path):
     train(config(assets), tmp_path / "r", show_progress=False)
     names = {p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").rglob("*")}
     assert {"config.json", "data.json", "projector.safetensors", "projector.json",
+            "objective.safetensors",
             "adapter/adapter_model.safetensors", "adapter/adapter_config.json",
             "encoder/encoder.safetensors", "encoder/encoder.json", "train_log.jsonl",
             "summary.json"} <= names
@@ -202,3 +248,22 @@ def test_cli_train_bad_option_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["train", "--projector", "mpl", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "Error: Unknown projector 'mpl'. Available: linear, mlp." in result.output
+
+
+def test_objective_plugin_from_the_docs_trains(assets, tmp_path):
+    """The pairwise objective in docs/plugin-hooks.md registers and trains as written."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from llara_kit import register_plugin
+
+    docs = (Path(__file__).parents[1] / "docs" / "plugin-hooks.md").read_text()
+    section = docs.split("## register_objectives(register)")[1]
+    namespace: dict = {}
+    exec(section.split("```python\n")[1].split("```")[0], namespace)
+    register_plugin(SimpleNamespace(register_objectives=namespace["register_objectives"]),
+                    "docs-pairwise")
+    summary = train(config(assets, objective="pairwise-head", max_train_samples=8),
+                    tmp_path / "r", show_progress=False)
+    assert summary["steps"] == 2 and 0 < summary["final_loss"] < 10
+    assert load_run(tmp_path / "r").model.objective.__class__.__name__ == "PairwiseHead"

@@ -25,7 +25,7 @@ def reference_generation(run, prompts, batch_size: int) -> None:
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         batch = collate(run.backbone, chunk, [None] * len(chunk)).to(run.model.llm.device)
-        embeds = run.model.input_embeddings(batch.input_ids, batch.item_ids)
+        embeds = run.model.input_embeddings(batch)
         run.model.llm.generate(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                do_sample=False, max_new_tokens=64,
                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)

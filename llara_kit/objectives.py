@@ -1,0 +1,94 @@
+"""Built-in training objectives (plugin module): ``title`` (the paper's) and ``head``.
+
+An objective decides how a training prompt ends (``answer``), which trainable parts it adds
+(its own parameters, trained with the LoRA and saved in the run folder), its loss, and how it
+scores the candidates at evaluation and in ``recommend``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from llara_kit.batching import IGNORE, Batch, collate
+from llara_kit.hookspecs import Register, hookimpl
+from llara_kit.inference import candidate_logprobs
+from llara_kit.llm import Backbone
+from llara_kit.prompts import Prompt
+
+
+class Objective(nn.Module):
+    """Base class. ``factory(hidden_size, **options)`` builds one; subclasses implement
+    ``answer``, ``loss`` and ``score``."""
+
+    def answer(self, target: str) -> str | None:
+        """Text the LLM is trained to write after the prompt (None: nothing)."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Training loss of a ``LlaraModel`` on ``batch`` (a scalar)."""
+        raise NotImplementedError
+
+    def score(self, model: nn.Module, backbone: Backbone, prompts: list[Prompt],
+              candidates: list[list[str]]) -> torch.Tensor:
+        """Scores of each prompt's candidates, higher is better: (B, C) on the CPU."""
+        raise NotImplementedError
+
+
+class TitleObjective(Objective):
+    """The paper's objective: next-token cross-entropy on `` <title><eos>``; candidates are
+    ranked by the length-normalised log-likelihood of their titles."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+
+    def answer(self, target: str) -> str:
+        return target
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        hidden = model.hidden_states(batch)[:, :-1]  # (B, T-1, H) predicts tokens 1..T-1
+        targets = batch.labels[:, 1:]  # (B, T-1)
+        where = targets != IGNORE
+        logits = model.llm.get_output_embeddings()(hidden[where])  # (N, V): LM head where needed
+        return F.cross_entropy(logits.float(), targets[where])
+
+    @torch.no_grad()
+    def score(self, model, backbone, prompts, candidates) -> torch.Tensor:
+        total, n_tokens = candidate_logprobs(model, backbone, prompts, candidates)
+        return total / n_tokens  # (B, C)
+
+
+class HeadObjective(Objective):
+    """A linear score head on the last hidden state at each candidate's item marker (its
+    behavioural token, or the placeholder in text-only prompts), trained by cross-entropy over
+    the candidates' scores (listwise). Scoring takes one forward pass per prompt."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.head = nn.Linear(hidden_size, 1)
+
+    def answer(self, target: str) -> None:
+        return None  # the prompt ends at "Answer:"; the head reads the candidates' markers
+
+    def candidate_scores(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        hidden = model.hidden_states(batch)  # (B, T, H)
+        at = batch.candidate_at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, C, H)
+        return self.head(hidden.gather(1, at)).squeeze(-1).float()  # (B, C)
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(self.candidate_scores(model, batch), batch.target_pos)
+
+    @torch.no_grad()
+    def score(self, model, backbone, prompts, candidates) -> torch.Tensor:
+        device = next(model.parameters()).device
+        batch = collate(backbone, prompts, [None] * len(prompts)).to(device)
+        return self.candidate_scores(model, batch).cpu()  # (B, C)
+
+
+@hookimpl
+def register_objectives(register: Register) -> None:
+    register("title", TitleObjective,
+             description="next-token loss on the target title; rank by title likelihood (paper)")
+    register("head", HeadObjective,
+             description="linear score head at each candidate's token; listwise cross-entropy")
