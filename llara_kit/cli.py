@@ -14,12 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from llara_kit import __version__
-from llara_kit.compare import comparison
+from llara_kit.compare import PAIRED, add_paired, cell, comparison, find_row, table_json
 from llara_kit.compare import markdown as comparison_markdown
 from llara_kit.config import PRESETS, TrainConfig, field_default, resolve
 from llara_kit.data import DataSettings, PreparedData, prepare_data
+from llara_kit.data.protocol import PROTOCOLS
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import MODES, evaluate, zero_shot_view
+from llara_kit.fusion import evaluate_fusion
 from llara_kit.metrics import format_interval
 from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
@@ -93,6 +95,9 @@ def data_options(func):
                      help="Shortest history a sample may have."),
         click.option("--seed", default=defaults.seed, show_default=True,
                      help="Seed of the split and the candidate draws."),
+        click.option("--protocol", type=click.Choice(PROTOCOLS), default=defaults.protocol,
+                     show_default=True,
+                     help="llara: 8:1:1 user split (the paper's); loo: leave-one-out."),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -127,7 +132,7 @@ def load_data(kw: dict) -> tuple[PreparedData, bool]:
         ) from None
     settings = DataSettings(
         history=kw.pop("history"), candidates=kw.pop("candidates"), split=split,
-        min_history=kw.pop("min_history"), seed=kw.pop("seed"),
+        min_history=kw.pop("min_history"), seed=kw.pop("seed"), protocol=kw.pop("protocol"),
     )
     with stderr.status(f"Preparing {kw['dataset']} ..."):
         return prepare_data(kw.pop("dataset"), options, settings)
@@ -183,7 +188,8 @@ def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -
     for name in columns:
         table.add_column(name, justify="right")
     for metric in next(iter(columns.values())):
-        table.add_row(metric, *(format_interval(col[metric]) for col in columns.values()))
+        table.add_row(metric, *(format_interval(col[metric]) if metric in col else "-"
+                                for col in columns.values()))
     return table
 
 
@@ -296,28 +302,39 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
 @run_argument
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--mode", type=click.Choice(MODES), default="score", show_default=True,
-              help="score: rank by title likelihood; generate: the paper's protocol; "
+              help="score: rank by the run's objective; generate: the paper's protocol; "
                    "constrained: generation limited to the candidates.")
 @click.option("--zero-shot", is_flag=True, help="Evaluate the untuned LLM (text-only prompts).")
+@click.option("--fuse/--no-fuse", default=True, show_default=True,
+              help="In score mode on test: also score valid, choose the fusion weight with the "
+                   "encoder there, and record the fused ranking on test.")
 @click.option("--batch-size", default=4, show_default=True, help="Samples per batch.")
 @click.option("--limit", type=int, help="Only the first N samples (a quick look).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, batch_size: int,
-                     limit: int | None, device: str, as_json: bool) -> None:
+def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bool,
+                     batch_size: int, limit: int | None, device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates; writes metrics.json and predictions."""
     loaded = load_run(run, device=device)
     method = mode
     if zero_shot:
         loaded, method = zero_shot_view(loaded), f"zero-shot-{mode}"
-    metrics = evaluate(loaded, split, mode, batch_size=batch_size, limit=limit, method=method,
-                       hybrid=False if zero_shot else None, show_progress=not as_json)
+    options = dict(batch_size=batch_size, limit=limit, method=method,
+                   hybrid=False if zero_shot else None, show_progress=not as_json)
+    columns = {method: evaluate(loaded, split, mode, **options)}
+    fusing = fuse and mode == "score" and split == "test" and not zero_shot and limit is None
+    if fusing:
+        evaluate(loaded, "valid", mode, **options)
+        fused = evaluate_fusion(loaded)
+        columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
     if as_json:
-        click.echo(json.dumps(metrics, indent=2))
+        click.echo(json.dumps(columns if fusing else columns[method], indent=2))
         return
     n = limit or len(loaded.data.splits[split])
-    Console().print(metrics_table(f"{run.name}: {method} on {split} ({n} users)",
-                                  {method: metrics}))
+    Console().print(metrics_table(f"{run.name}: {method} on {split} ({n} users)", columns))
+    if fusing:
+        Console().print(f"fusion weight λ={fused['lambda']} chosen on valid HR@1: "
+                        f"{fused['valid_HR@1']}", soft_wrap=True)
 
 
 @cli.command()
@@ -325,27 +342,36 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, batch_si
                 type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--mode", type=click.Choice(MODES), default="score", show_default=True)
+@click.option("--against", metavar="NAME",
+              help="Add each row's paired HR@1 and NDCG@10 difference to this row (a name or "
+                   "its start, e.g. sasrec) with a 95% interval and p-value.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
-def compare(runs: tuple[Path, ...], split: str, mode: str, as_json: bool, markdown: bool) -> None:
+def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, as_json: bool,
+            markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
     first = json.loads((runs[0] / "config.json").read_text())["config"]
     data = load_prepared(TrainConfig(**first))
     rows = comparison(list(runs), data, split, mode)
-    shown = ["HR@1", "HR@5", "NDCG@5", "NDCG@10", "MRR", "ValidRatio"]
+    paired = add_paired(rows, against) if against else None
+    table = table_json(rows, paired)
+    shown = ["HR@1", "HR@5", "NDCG@10", "MRR", "ValidRatio"]
+    if paired:
+        shown += [f"Δ{m}" for m in PAIRED]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(table, indent=2))
     elif markdown:
-        click.echo(comparison_markdown(rows, shown))
+        click.echo(comparison_markdown(table, shown))
     else:
-        table = Table(title=f"{split}, {mode} mode, {len(data.splits[split])} users, "
-                            f"{data.settings.candidates} candidates (95% intervals)")
-        table.add_column("method", style="bold")
+        vs = f"; Δ = paired difference to {find_row(rows, against)}" if against else ""
+        out = Table(title=f"{split}, {mode} mode, {len(data.splits[split])} users, "
+                          f"{data.settings.candidates} candidates (95% intervals{vs})")
+        out.add_column("method", style="bold")
         for metric in shown:
-            table.add_column(metric, justify="right")
-        for name, m in rows.items():
-            table.add_row(name, *(format_interval(m[k]) if k in m else "-" for k in shown))
-        Console().print(table)
+            out.add_column(metric, justify="right")
+        for name, m in table.items():
+            out.add_row(name, *(cell(m, k) for k in shown))
+        Console().print(out)
 
 
 @cli.command()

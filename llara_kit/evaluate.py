@@ -1,7 +1,8 @@
 """Evaluating a LLaRA run on the stored valid/test candidates, in three modes.
 
-- ``score``: rank the candidates by the length-normalised log-likelihood of their titles after
-  the prompt (the summed log-likelihood is reported too). Every answer is valid by construction.
+- ``score``: rank the candidates by the run's objective (``title``: the length-normalised
+  log-likelihood of each title after the prompt; ``head``: the score head, one forward pass).
+  Every answer is valid by construction.
 - ``generate``: the paper's protocol: greedy generation, first line, exact match (after
   normalisation) against the candidate titles. ``HR@1`` counts an invalid answer as a miss;
   ``HR@1 (valid only)`` divides by the valid answers, as the reference code's ``test_hr`` did.
@@ -25,10 +26,11 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.inference import candidate_logprobs, greedy_answers
+from llara_kit.inference import greedy_answers
 from llara_kit.llm import load_backbone
 from llara_kit.metrics import CANDIDATE_METRICS, mean_with_interval, summarise, target_ranks
 from llara_kit.model import LlaraModel
+from llara_kit.objectives import TitleObjective
 from llara_kit.plugins import build_component
 from llara_kit.prompts import Prompt
 from llara_kit.run import LoadedRun
@@ -89,21 +91,24 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
     run.model.eval()
     rows = []
     if mode == "score":
-        sums, means = [], []
-        for sl in _batches(len(prompts), batch_size, f"scoring {split}", show_progress):
-            lp, n_tok = candidate_logprobs(run.model, run.backbone, prompts[sl], cand_titles[sl])
-            sums.append(lp)
-            means.append(lp / n_tok)
-        total, normed = torch.cat(sums).numpy(), torch.cat(means).numpy()
-        ranks = target_ranks(normed, target_pos)
+        objective = run.model.objective
+        scores = torch.cat([
+            objective.score(run.model, run.backbone, prompts[sl], cand_titles[sl])
+            for sl in _batches(len(prompts), batch_size, f"scoring {split}", show_progress)
+        ]).numpy()  # (n, C)
+        ranks = target_ranks(scores, target_pos)
         metrics = summarise(ranks, CANDIDATE_METRICS)
-        metrics |= {f"{k} (sum)": v for k, v in
-                    summarise(target_ranks(total, target_pos), ("HR@1", "NDCG@10")).items()}
         metrics["ValidRatio"] = {"value": 1.0, "low": 1.0, "high": 1.0}
         for i in range(len(prompts)):
-            order = np.argsort(-normed[i], kind="stable")
-            rows.append({"ranking": candidates[i][order].tolist(), "hit": bool(ranks[i] == 0)})
+            order = np.argsort(-scores[i], kind="stable")
+            rows.append({"ranking": candidates[i][order].tolist(), "hit": bool(ranks[i] == 0),
+                         "scores": [round(float(x), 5) for x in scores[i]]})
     else:
+        if run.config.objective != "title":
+            raise LlaraKitError(
+                f"Mode {mode!r} reads generated titles, but this run was trained with the "
+                f"{run.config.objective!r} objective; use --mode score."
+            )
         answers = []
         constrain = cand_titles if mode == "constrained" else None
         for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
@@ -150,8 +155,11 @@ def load_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def zero_shot_view(run: LoadedRun) -> LoadedRun:
-    """The same run with the untuned LLM (no LoRA), for the zero-shot baseline."""
+    """The same run with the untuned LLM (no LoRA), ranking by title likelihood, for the
+    zero-shot baseline."""
     backbone = load_backbone(run.config.llm)
     model = LlaraModel(backbone.model, run.model.encoder, run.model.projector,
-                       backbone.behaviour_id)
-    return replace(run, model=model.to(next(run.model.parameters()).device), backbone=backbone)
+                       backbone.behaviour_id, TitleObjective(backbone.hidden_size))
+    config = replace(run.config, objective="title", user_conditioned=False)
+    return replace(run, model=model.to(next(run.model.parameters()).device), backbone=backbone,
+                   config=config)

@@ -54,6 +54,25 @@ def mean_with_interval(values: np.ndarray, seed: int = 0) -> dict[str, float]:
     return {"value": float(np.mean(values)), "low": low, "high": high}
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, binary: bool, n_boot: int = 1000,
+                      seed: int = 0) -> dict[str, float]:
+    """Mean of ``a - b`` over the same samples, its 95% paired bootstrap interval and a paired
+    test's p-value: McNemar's exact test for 0/1 values (``binary``), else Wilcoxon's
+    signed-rank test. {"value", "low", "high", "p"}."""
+    from scipy import stats  # scikit-learn's dependency; imported only when comparing
+
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    low, high = bootstrap_interval(diff, n_boot, seed)
+    if not diff.any():
+        p = 1.0
+    elif binary:  # the discordant pairs split 50:50 under the null
+        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+        p = stats.binomtest(wins, wins + losses, 0.5).pvalue
+    else:
+        p = stats.wilcoxon(diff).pvalue
+    return {"value": float(diff.mean()), "low": low, "high": high, "p": float(p)}
+
+
 def format_interval(m: dict[str, float]) -> str:
     return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
 

@@ -23,16 +23,28 @@ from llara_kit.storage import read_jsonl
 from llara_kit.train import train
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evalrun")
+def _train(root, name: str, **kw):
     s = CYCLE_SETTINGS
     cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
                       llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
                       candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                      batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16})
-    train(cfg, root / "run", show_progress=False)
-    return root / "run"
+                      batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16},
+                      **kw)
+    train(cfg, root / name, show_progress=False)
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """The paper's objective: title likelihood, plain behavioural tokens."""
+    return _train(tmp_path_factory.mktemp("evalrun"), "run", objective="title",
+                  user_conditioned=False)
+
+
+@pytest.fixture(scope="module")
+def head_dir(tmp_path_factory):
+    """The score head with user-conditioned tokens (the defaults)."""
+    return _train(tmp_path_factory.mktemp("headrun"), "head")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +119,7 @@ def test_zero_shot_and_compare(run, run_dir):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert list(rows) == ["popularity", "sasrec alone", f"{run.config.llm} zero-shot",
-                          "LLaRA (curriculum), sasrec+mlp"]
+                          "LLaRA (curriculum), sasrec+mlp (title)"]
     md = CliRunner().invoke(cli, ["compare", str(run_dir), "--markdown"]).output
     assert md.startswith("| method | HR@1 |") and "| popularity |" in md
 
@@ -133,3 +145,37 @@ def test_recommend_by_title_and_id(run, run_dir):
                                        "--history", "i4", "--top-k", "3", "--json"])
     assert cli_out.exit_code == 0, cli_out.output
     assert len(json.loads(cli_out.stdout)) == 3
+
+
+def test_head_scores_reload_and_match_training(head_dir):
+    run = load_run(head_dir)
+    assert run.config.objective == "head" and run.config.user_conditioned
+    prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=3)
+    titles = [[run.data.titles[c] for c in row] for row in cands]
+    scores = run.model.objective.score(run.model, run.backbone, prompts, titles)
+    assert scores.shape == (3, CYCLE_SETTINGS.candidates)
+    one = run.model.objective.score(run.model, run.backbone, prompts[1:2], titles[1:2])
+    assert torch.allclose(scores[1:2], one, atol=1e-5)  # padding does not change a score
+    with pytest.raises(LlaraKitError, match="trained with the 'head' objective; use --mode"):
+        evaluate(run, "test", "generate", limit=2, show_progress=False)
+
+
+def test_cli_evaluate_fuses_and_compare_pairs(head_dir):
+    result = CliRunner().invoke(cli, ["evaluate", str(head_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out) == {"score", next(k for k in out if k.startswith("fused (λ="))}
+    stored = load_metrics(head_dir)
+    assert {"valid", "test"} <= set(stored) and "fused" in stored["test"]
+    assert set(stored["test"]["fused"]["valid_HR@1"]) >= {"0", "1", "inf"}
+    result = CliRunner().invoke(cli, ["compare", str(head_dir), "--against", "sasrec", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    own = rows["sasrec alone"]["ΔHR@1"]
+    assert own["value"] == 0 and own["p"] == 1.0  # a row against itself
+    llm = next(v for k, v in rows.items() if k.startswith("LLaRA") and "fused" not in k)
+    assert llm["ΔHR@1"]["value"] == pytest.approx(
+        llm["HR@1"]["value"] - rows["sasrec alone"]["HR@1"]["value"])
+    assert llm["ΔHR@1"]["low"] <= llm["ΔHR@1"]["value"] <= llm["ΔHR@1"]["high"]
+    bad = CliRunner().invoke(cli, ["compare", str(head_dir), "--against", "nobody"])
+    assert bad.exit_code == 1 and "--against 'nobody' matches 0 rows" in bad.output

@@ -1,0 +1,46 @@
+"""Encoder fusion and paired comparisons against hand-made cases."""
+
+import math
+
+import numpy as np
+import pytest
+
+from llara_kit.fusion import choose_lambda, fuse, standardise
+from llara_kit.metrics import paired_difference
+
+
+def _case(n: int = 200, C: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, C, n)
+    informative = rng.normal(size=(n, C))
+    informative[np.arange(n), target] += 3.0  # ranks the target first almost always
+    return target, informative, rng.normal(size=(n, C))
+
+
+def test_standardise_rows():
+    z = standardise(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    assert np.allclose(z[0], [-1.2247, 0, 1.2247], atol=1e-4) and (z[1] == 0).all()
+
+
+def test_lambda_follows_the_informative_score():
+    target, good, noise = _case()
+    lam, table = choose_lambda(noise, good, target)  # encoder informative, LLM noise
+    assert lam >= 4 and table["inf"] > table["0"] + 0.3
+    lam, table = choose_lambda(good, noise, target)  # the reverse
+    assert lam <= 0.25 and table["0"] > table["inf"] + 0.3
+    assert np.allclose(fuse(good, noise, 0.0), standardise(good))
+    assert np.allclose(fuse(good, noise, math.inf), standardise(noise))
+
+
+def test_paired_difference_and_mcnemar():
+    a = np.array([1.0] * 30 + [0.0] * 70)
+    b = np.array([0.0] * 20 + [1.0] * 10 + [0.0] * 70)  # 20 wins for a, 0 losses
+    d = paired_difference(a, b, binary=True)
+    assert d["value"] == pytest.approx(0.2) and d["low"] > 0 and d["p"] == pytest.approx(
+        2 * 0.5**20)
+    same = paired_difference(a, a, binary=True)
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0, "p": 1.0}
+    rng = np.random.default_rng(1)
+    x = rng.random(300)
+    assert paired_difference(x, x + rng.normal(0, 0.01, 300), binary=False)["p"] > 0.01
+    assert paired_difference(x + 0.1, x, binary=False)["p"] < 1e-6
