@@ -24,7 +24,7 @@ RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
 	$(BIN)/llara-kit train --encoder sasrec --projector mlp --schedule linear --out $(RUN)
 	$(BIN)/llara-kit evaluate $(RUN)
-	$(BIN)/llara-kit compare $(RUN)
+	$(BIN)/llara-kit compare $(RUN) --against sasrec
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python examples/benchmarks/pretrain_encoders.py
 	$(BIN)/python examples/benchmarks/train_throughput.py
 	@echo "eval speed: $(BIN)/python examples/benchmarks/eval_throughput.py RUN (needs a trained run)"
+	@echo "quality grid (hours on CPU): $(BIN)/python examples/benchmarks/quality.py run && $(BIN)/python examples/benchmarks/quality.py report"
 
 lint: $(STAMP)
 	$(BIN)/ruff check llara_kit tests plugins examples

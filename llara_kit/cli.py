@@ -27,7 +27,7 @@ from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
 from llara_kit.recommend import Recommender
-from llara_kit.run import load_prepared, load_run
+from llara_kit.run import load_prepared, load_run, run_config
 from llara_kit.train import train as run_training
 
 stderr = Console(stderr=True)
@@ -350,8 +350,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
 def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, as_json: bool,
             markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
-    first = json.loads((runs[0] / "config.json").read_text())["config"]
-    data = load_prepared(TrainConfig(**first))
+    data = load_prepared(run_config(runs[0]))
     rows = comparison(list(runs), data, split, mode)
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)

@@ -61,31 +61,37 @@ def encoder_candidate_scores(run: LoadedRun, split: str) -> np.ndarray:
     return np.take_along_axis(scores, run.data.splits[split].candidates, axis=1)
 
 
-def stored_scores(run: LoadedRun, split: str, method: str = "score") -> np.ndarray:
-    """The LLM's candidate scores stored by ``evaluate`` for every sample of ``split``."""
+def stored_scores(run: LoadedRun, split: str, method: str = "score", every: bool = True
+                  ) -> np.ndarray:
+    """The LLM's candidate scores stored by ``evaluate``: (n, C) for the first n samples of
+    ``split`` (``every``: all of them)."""
     path = run.path / f"predictions-{split}-{method}.jsonl"
     rows = read_jsonl(path) if path.is_file() else []
-    if len(rows) != len(run.data.splits[split]) or "scores" not in rows[0]:
+    if not rows or "scores" not in rows[0] or (every and len(rows) != len(run.data.splits[split])):
         raise LlaraKitError(
-            f"Fusion needs the {method} scores of every {split} sample; run "
-            f"`llara-kit evaluate {run.path} --split {split}` without --limit first."
+            f"Fusion needs the {method} scores of {'every' if every else 'some'} {split} "
+            f"sample; run `llara-kit evaluate {run.path} --split {split}` first"
+            f"{' without --limit' if every else ''}."
         )
     return np.array([r["scores"] for r in rows], dtype=np.float64)
 
 
 def evaluate_fusion(run: LoadedRun, method: str = "score", record: bool = True
                     ) -> dict[str, Any]:
-    """Choose lambda on valid, score the fused ranking on test; recorded as ``fused``."""
+    """Choose lambda on the valid samples scored (all, or the first n of a --limit run),
+    score the fused ranking on every test sample; recorded as ``fused``."""
     valid, test = run.data.splits["valid"], run.data.splits["test"]
+    llm_valid = stored_scores(run, "valid", method, every=False)
+    n = len(llm_valid)
     lam, table = choose_lambda(
-        stored_scores(run, "valid", method), encoder_candidate_scores(run, "valid"),
-        np.argmax(valid.candidates == valid.targets[:, None], axis=1))
+        llm_valid, encoder_candidate_scores(run, "valid")[:n],
+        np.argmax(valid.candidates[:n] == valid.targets[:n, None], axis=1))
     fused = fuse(stored_scores(run, "test", method), encoder_candidate_scores(run, "test"), lam)
     ranks = target_ranks(fused, np.argmax(test.candidates == test.targets[:, None], axis=1))
     metrics = summarise(ranks, CANDIDATE_METRICS)
     if record:
         info = {"mode": "score", "of": method, "lambda": _label(lam), "valid_HR@1": table,
-                "samples": len(test)}
+                "valid_samples": n, "samples": len(test)}
         record_metrics(run.path, "test", "fused", metrics, info)
         rows = [{"ranking": test.candidates[i][np.argsort(-fused[i], kind="stable")].tolist(),
                  "hit": bool(ranks[i] == 0), "target": int(test.targets[i])}

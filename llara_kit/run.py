@@ -88,7 +88,8 @@ def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path) -> None:
 
 def load_trainable(model: LlaraModel, folder: Path) -> None:
     model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
-    model.objective.load_state_dict(load_file(folder / "objective.safetensors"))
+    objective = folder / "objective.safetensors"  # absent in runs from before objectives
+    model.objective.load_state_dict(load_file(objective) if objective.is_file() else {})
 
 
 def save_adapter(llm: PeftModel, folder: Path) -> None:
@@ -101,6 +102,16 @@ def save_encoder_copy(encoder_dir: Path, run_dir: Path) -> None:
     with staged_dir(run_dir / "encoder") as tmp:
         for name in ("encoder.safetensors", "encoder.json", "pretrain.json"):
             shutil.copy2(encoder_dir / name, tmp / name)
+
+
+# Runs written before objectives existed trained the paper's way.
+_BEFORE_OBJECTIVES = {"objective": "title", "user_conditioned": False}
+
+
+def run_config(path: Path) -> TrainConfig:
+    """The resolved settings a run folder was trained with (``config.json``)."""
+    saved: dict[str, Any] = json.loads((Path(path) / "config.json").read_text())["config"]
+    return TrainConfig(**(_BEFORE_OBJECTIVES | saved))
 
 
 @dataclass
@@ -116,16 +127,14 @@ class LoadedRun:
 def load_run(path: Path, device: str = "cpu") -> LoadedRun:
     """Rebuild a trained LLaRA model from its run folder."""
     path = Path(path)
-    needed = ("config.json", "data.json", "projector.safetensors", "objective.safetensors",
-              "adapter", "encoder")
+    needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder")
     missing = [n for n in needed if not (path / n).exists()]
     if missing:
         raise LlaraKitError(
             f"{str(path)!r} is not a finished run folder (missing {', '.join(missing)}); "
             "train one with `llara-kit train` or resume it with --resume."
         )
-    saved: dict[str, Any] = json.loads((path / "config.json").read_text())
-    cfg = TrainConfig(**saved["config"])
+    cfg = run_config(path)
     data = load_prepared(cfg)
     expected = json.loads((path / "data.json").read_text())["hash"]
     if data.hash != expected:

@@ -49,7 +49,9 @@ from llara_kit.storage import read_jsonl, staged_dir, write_json, write_jsonl
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
 _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
-CPU_SUBSET = 256  # train samples for the ~10-minute default CPU run (~0.9 samples/s, 2 cores)
+# Train samples of the default CPU run: ~8 minutes at ~0.5 samples/s (2 AVX2 cores, fp32;
+# examples/benchmarks/quality.py chose the objective and form at this budget).
+CPU_SUBSET = 256
 # Settings that may change between a run and its --resume.
 RESUMABLE = {"device", "precision", "checkpoint_every", "gradient_checkpointing"}
 
