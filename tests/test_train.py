@@ -126,14 +126,18 @@ def test_head_objective_reads_the_candidates_markers(assets, tmp_path):
                 == torch.tensor(targets)).all()
 
 
-def test_head_objective_learns_the_cycle(assets, tmp_path):
-    """On cycle data the next item is fully predictable: the head must beat chance."""
-    cfg = config(assets, objective="head", schedule="hybrid-only", max_train_samples=160,
-                 epochs=2, lr=3e-3)
-    train(cfg, tmp_path / "r", show_progress=False)
-    log = read_jsonl(tmp_path / "r" / "train_log.jsonl")
-    first, last = (sum(e["loss"] for e in part) / len(part) for part in (log[:8], log[-8:]))
-    assert first > 2.0 and last < 0.8 * first  # ln 10 = 2.30 at chance
+def test_head_objective_fits_a_batch(assets, tmp_path):
+    """The listwise loss trains: on one fixed batch it falls far below chance (ln 10)."""
+    trainer = Trainer(config(assets, objective="head", lr=3e-3), tmp_path, show_progress=False)
+    model, batch = trainer.model.train(), trainer.micro_batch(0, 1.0)
+    losses = []
+    for _ in range(40):
+        loss = model(batch)
+        loss.backward()
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    assert losses[0] > 2.0 and sum(losses[-5:]) / 5 < 0.5 * losses[0]
 
 
 def test_linear_curriculum_raises_the_hybrid_share(assets, tmp_path):
@@ -242,6 +246,13 @@ def test_cli_train_with_real_smollm2(assets, tmp_path):
     assert loaded.config.llm == "smollm2-135m" and loaded.backbone.hidden_size == 576
     log = read_jsonl(out / "train_log.jsonl")
     assert len(log) == 2 and all(0 < e["loss"] < 20 for e in log)
+    assert loaded.config.objective == "head" and loaded.config.user_conditioned  # defaults
+    result = CliRunner().invoke(cli, ["evaluate", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert any(k.startswith("fused (λ=") for k in json.loads(result.stdout))
+    result = CliRunner().invoke(cli, ["compare", str(out), "--against", "gru4rec", "--json"])
+    rows = json.loads(result.stdout)
+    assert all("ΔHR@1" in row for row in rows.values())  # every row on the same users
 
 
 def test_cli_train_bad_option_is_one_line(tmp_path):
