@@ -311,7 +311,8 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
 @click.option("--batch-size", default=4, show_default=True, help="Samples per batch.")
 @click.option("--limit", type=int, help="Only the first N samples (a quick look).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the metrics as JSON: {method: {metric: {value, low, high}}}.")
 def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bool,
                      batch_size: int, limit: int | None, device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates; writes metrics.json and predictions."""
@@ -328,7 +329,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
         fused = evaluate_fusion(loaded)
         columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
     if as_json:
-        click.echo(json.dumps(columns if fusing else columns[method], indent=2))
+        click.echo(json.dumps(columns, indent=2))
         return
     n = limit or len(loaded.data.splits[split])
     Console().print(metrics_table(f"{run.name}: {method} on {split} ({n} users)", columns))
