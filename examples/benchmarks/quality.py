@@ -32,7 +32,7 @@ from llara_kit.fusion import evaluate_fusion
 from llara_kit.metrics import summarise
 from llara_kit.ranking import all_item_scores, candidate_ranks, popularity_scorer
 from llara_kit.run import load_prepared, load_run, run_config
-from llara_kit.storage import write_json
+from llara_kit.storage import read_jsonl, write_json
 from llara_kit.train import train
 
 BASE = {"protocol": "loo", "encoder": "sasrec", "projector": "mlp"}
@@ -131,6 +131,17 @@ def report(out: Path, with_test: bool = True) -> str:
             cells = [f"{res[k]['valid']['HR@1']['value']:.3f}" if (k := f"{obj}-{form}-{b}")
                      in res else "-" for b in BUDGETS]
             lines.append(f"| {obj} {form} | " + " | ".join(cells) + " |")
+    lines += ["", "Training loss (listwise cross-entropy over 20 candidates; chance = ln 20 = "
+              f"3.00) against samples, mean over each {BUDGETS[0]} samples, seed 0:", "",
+              "| point | " + " | ".join(f"≤{b}" for b in range(BUDGETS[0], BUDGETS[-1] + 1,
+                                                             BUDGETS[0])) + " |",
+              "|---" * (BUDGETS[-1] // BUDGETS[0] + 1) + "|"]
+    for name in res:
+        if name.endswith(f"-{BUDGETS[-1]}"):
+            log = read_jsonl(out / name / "train_log.jsonl")
+            per = BUDGETS[0] // 8  # steps of batch 8
+            means = [sum(e["loss"] for e in log[i:i + per]) / per for i in range(0, len(log), per)]
+            lines.append(f"| {name} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
     # seeds at the final budget; the default is chosen among the forms the default command
     # can take (its schedule is given: --schedule linear)
     lines += ["", f"## Seeds at {BUDGETS[-1]} samples (valid HR@1)", ""]
