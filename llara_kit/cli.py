@@ -356,8 +356,8 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)
     shown = ["HR@1", "HR@5", "NDCG@10", "MRR", "ValidRatio"]
-    if paired:
-        shown += [f"Δ{m}" for m in PAIRED]
+    if paired:  # the paired metrics and their differences
+        shown = [*PAIRED, *(f"Δ{m}" for m in PAIRED)]
     if as_json:
         click.echo(json.dumps(table, indent=2))
     elif markdown:

@@ -129,8 +129,8 @@ class Trainer:
         if cfg.max_train_samples is None and len(self.plan.samples) < n_train:
             self.console.print(
                 f"No GPU: training on {len(self.plan.samples):,} of {n_train:,} train samples "
-                "(a few minutes on 2 cores; a demo, not a result); --full runs the paper's "
-                "protocol.", soft_wrap=True)
+                "(about 10 minutes on 2 cores); --max-train-samples sets another budget, --full "
+                "runs the paper's protocol.", soft_wrap=True)
 
     # --- planning -----------------------------------------------------------------------
     def subset_size(self) -> int:
