@@ -87,7 +87,7 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
     prompts, candidates, targets = split_prompts(run, split, hybrid, limit)
     titles = run.data.titles
     cand_titles = [[titles[c] for c in row] for row in candidates]
-    target_pos = np.argmax(candidates == targets[:, None], axis=1)
+    target_pos = run.data.splits[split].target_positions()[: len(targets)]
     run.model.eval()
     rows = []
     if mode == "score":

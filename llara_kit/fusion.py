@@ -85,9 +85,9 @@ def evaluate_fusion(run: LoadedRun, method: str = "score", record: bool = True
     n = len(llm_valid)
     lam, table = choose_lambda(
         llm_valid, encoder_candidate_scores(run, "valid")[:n],
-        np.argmax(valid.candidates[:n] == valid.targets[:n, None], axis=1))
+        valid.target_positions()[:n])
     fused = fuse(stored_scores(run, "test", method), encoder_candidate_scores(run, "test"), lam)
-    ranks = target_ranks(fused, np.argmax(test.candidates == test.targets[:, None], axis=1))
+    ranks = target_ranks(fused, test.target_positions())
     metrics = summarise(ranks, CANDIDATE_METRICS)
     if record:
         info = {"mode": "score", "of": method, "lambda": _label(lam), "valid_HR@1": table,

@@ -35,7 +35,7 @@ def candidate_ranks(scores: np.ndarray, data: PreparedData, split: str) -> np.nd
     """Rank of the target among the stored candidates, from all-item scores."""
     s = data.splits[split]
     cand_scores = np.take_along_axis(scores, s.candidates, axis=1)  # (n, C)
-    return target_ranks(cand_scores, np.argmax(s.candidates == s.targets[:, None], axis=1))
+    return target_ranks(cand_scores, s.target_positions())
 
 
 def full_ranks(scores: np.ndarray, data: PreparedData, split: str) -> np.ndarray:

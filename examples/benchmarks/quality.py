@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from llara_kit.compare import add_paired, cell, comparison, table_json
@@ -29,7 +30,7 @@ from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
 from llara_kit.evaluate import evaluate, load_metrics, zero_shot_view
 from llara_kit.fusion import evaluate_fusion
-from llara_kit.metrics import summarise
+from llara_kit.metrics import paired_difference, summarise
 from llara_kit.ranking import all_item_scores, candidate_ranks, popularity_scorer
 from llara_kit.run import load_prepared, load_run, run_config
 from llara_kit.storage import read_jsonl, write_json
@@ -215,11 +216,6 @@ def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
 
 def zero_shot_pair(folder: Path) -> str:
     """The chosen run against zero-shot on the users zero-shot was scored on."""
-    import numpy as np
-
-    from llara_kit.metrics import paired_difference
-    from llara_kit.storage import read_jsonl
-
     zs = read_jsonl(folder / "predictions-test-zero-shot-score.jsonl")
     run = read_jsonl(folder / "predictions-test-score.jsonl")[: len(zs)]
     a = np.array([float(r["hit"]) for r in run])

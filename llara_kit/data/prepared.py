@@ -48,6 +48,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def target_positions(self) -> np.ndarray:
+        """(n,) index of each target among its stored candidates (valid/test)."""
+        return np.argmax(self.candidates == self.targets[:, None], axis=1)
+
     def history_of(self, i: int) -> list[int]:
         """Sample ``i``'s history item ids, oldest first, without padding."""
         return self.history[i, : self.lengths[i]].tolist()
