@@ -10,17 +10,28 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from llara_kit import __version__
-from llara_kit.compare import PAIRED, add_paired, cell, comparison, find_row, table_json
+from llara_kit.compare import (
+    PAIRED,
+    add_paired,
+    cell,
+    comparison,
+    evaluated_draws,
+    find_row,
+    format_p,
+    short_cell,
+    table_json,
+)
 from llara_kit.compare import markdown as comparison_markdown
 from llara_kit.config import PRESETS, TrainConfig, field_default, resolve
 from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.data.protocol import PROTOCOLS
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import MODES, evaluate, zero_shot_view
+from llara_kit.evaluate import MODES, evaluate, load_metrics, zero_shot_view
 from llara_kit.fusion import evaluate_fusion
 from llara_kit.metrics import format_interval
 from llara_kit.plugins import KINDS, load_plugins
@@ -75,6 +86,12 @@ def list_plugins(as_json: bool) -> None:
     Console().print(table)
 
 
+draws_option = click.option(
+    "--draws", default=1, show_default=True, type=click.IntRange(min=1),
+    help="Negative sets stored for valid and test (the first is the same for any count); "
+         "metrics average over them.")
+
+
 def data_options(func):
     """The options that choose a data set and how its samples are built."""
     defaults = DataSettings()
@@ -98,6 +115,7 @@ def data_options(func):
         click.option("--protocol", type=click.Choice(PROTOCOLS), default=defaults.protocol,
                      show_default=True,
                      help="llara: 8:1:1 user split (the paper's); loo: leave-one-out."),
+        draws_option,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -133,6 +151,7 @@ def load_data(kw: dict) -> tuple[PreparedData, bool]:
     settings = DataSettings(
         history=kw.pop("history"), candidates=kw.pop("candidates"), split=split,
         min_history=kw.pop("min_history"), seed=kw.pop("seed"), protocol=kw.pop("protocol"),
+        draws=kw.pop("draws"),
     )
     with stderr.status(f"Preparing {kw['dataset']} ..."):
         return prepare_data(kw.pop("dataset"), options, settings)
@@ -308,34 +327,75 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
 @click.option("--fuse/--no-fuse", default=True, show_default=True,
               help="In score mode on test: also score valid, choose the fusion weight with the "
                    "encoder there, and record the fused ranking on test.")
+@click.option("--permutations", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Score every sample under this many seeded candidate orders (the stored "
+                   "one first) and report HR@1 by the target's position.")
+@click.option("--draws", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Score this many stored negative sets (the first is the trained run's); "
+                   "metrics average over them.")
 @click.option("--batch-size", default=4, show_default=True, help="Samples per batch.")
 @click.option("--limit", type=int, help="Only the first N samples (a quick look).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the metrics as JSON: {method: {metric: {value, low, high}}}.")
+              help="Print the metrics as JSON: {method: {metric: {value, low, high}}}, and "
+                   "with several orders or draws a \"layouts\" entry (by position, spread).")
 def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bool,
-                     batch_size: int, limit: int | None, device: str, as_json: bool) -> None:
+                     permutations: int, draws: int, batch_size: int, limit: int | None,
+                     device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates; writes metrics.json and predictions."""
-    loaded = load_run(run, device=device)
+    loaded = load_run(run, device=device, draws=draws)
     method = mode
     if zero_shot:
         loaded, method = zero_shot_view(loaded), f"zero-shot-{mode}"
     options = dict(batch_size=batch_size, limit=limit, method=method,
                    hybrid=False if zero_shot else None, show_progress=not as_json)
-    columns = {method: evaluate(loaded, split, mode, **options)}
-    fusing = fuse and mode == "score" and split == "test" and not zero_shot and limit is None
+    columns = {method: evaluate(loaded, split, mode, permutations=permutations, **options)}
+    details = load_metrics(run)[split][method]
+    several = details.get("orders", 1) * details.get("draws", 1) > 1
+    fusing = (fuse and mode == "score" and split == "test" and not zero_shot and limit is None
+              and draws == 1)
     if fusing:
         evaluate(loaded, "valid", mode, **options)
         fused = evaluate_fusion(loaded)
         columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
     if as_json:
-        click.echo(json.dumps(columns, indent=2))
+        layout_info = {k: details[k] for k in ("by_position", "position_bias", "spread")}
+        click.echo(json.dumps(columns | ({"layouts": layout_info} if several else {}), indent=2))
         return
     n = limit or len(loaded.data.splits[split])
-    Console().print(metrics_table(f"{run.name}: {method} on {split} ({n} users)", columns))
+    title = f"{run.name}: {method} on {split} ({n} users)"
+    if several:
+        title += f", mean over {details['orders']} orders x {details['draws']} draws"
+    Console().print(metrics_table(title, columns))
+    if several:
+        show_layouts(details)
     if fusing:
         Console().print(f"fusion weight λ={fused['lambda']} chosen on valid HR@1: "
                         f"{fused['valid_HR@1']}", soft_wrap=True)
+
+
+def show_layouts(details: dict[str, Any]) -> None:
+    """HR@1 by the target's position, the position-bias tests and the spread over orders
+    and draws, from one method's recorded metrics."""
+    pos, bias, spread = details["by_position"], details["position_bias"], details["spread"]
+    table = Table(title="HR@1 by the target's candidate position (pooled over layouts)")
+    for column in ("position", "samples", "HR@1", "top-1 picks"):
+        table.add_column(column, justify="right")
+    for i, (n, hr, share) in enumerate(zip(pos["samples"], pos["HR@1"], pos["top1_share"],
+                                           strict=True)):
+        table.add_row(str(i + 1), str(n), "-" if hr is None else f"{hr:.3f}", f"{share:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"position bias: HR@1 spread across positions {bias['HR@1_spread']:.3f} "
+                  f"(χ² p={bias['HR@1_p']:.2g}); top-1 picks uniform over positions: "
+                  f"χ² p={bias['top1_p']:.2g}")
+    if details["orders"] > 1:
+        console.print(f"HR@1 over {details['orders']} orders: widest range "
+                      f"{spread['orders']['range']:.3f} "
+                      f"({', '.join(f'{x:.3f}' for x in spread['orders']['HR@1'][0])} on draw 1)")
+    if details["draws"] > 1:
+        console.print(f"HR@1 over {details['draws']} draws: range {spread['draws']['range']:.3f} "
+                      f"({', '.join(f'{x:.3f}' for x in spread['draws']['HR@1'])})")
 
 
 @cli.command()
@@ -346,32 +406,82 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
 @click.option("--against", metavar="NAME",
               help="Add each row's paired HR@1 and NDCG@10 difference to this row (a name or "
                    "its start, e.g. sasrec) with a 95% interval and p-value.")
+@click.option("--intervals", is_flag=True,
+              help="Show [low, high] intervals in the terminal table (wider than 80 columns).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
-def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, as_json: bool,
-            markdown: bool) -> None:
+def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, intervals: bool,
+            as_json: bool, markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
-    data = load_prepared(run_config(runs[0]))
+    draws = evaluated_draws(runs[0], split, mode)
+    data = load_prepared(run_config(runs[0]), draws)
     rows = comparison(list(runs), data, split, mode)
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)
-    shown = ["HR@1", "HR@5", "NDCG@10", "MRR", "ValidRatio"]
-    if paired:  # the paired metrics and their differences
-        shown = [*PAIRED, *(f"Δ{m}" for m in PAIRED)]
     if as_json:
         click.echo(json.dumps(table, indent=2))
-    elif markdown:
+        return
+    if markdown:
+        shown = ["HR@1", "HR@5", "NDCG@10", "MRR", "ValidRatio"]
+        if paired:
+            shown = [*PAIRED, *(f"Δ{m}" for m in PAIRED)]
         click.echo(comparison_markdown(table, shown))
+        return
+    against_name = find_row(rows, against) if against else None
+    console = Console()
+    console.print(terminal_table(rows, table, split, mode, data, against_name, intervals))
+    console.print(f"± is half the 95% interval{'' if intervals else ' (--intervals: [low, high])'}"
+                  "; full names: --markdown", markup=False)
+    for row in rows.values():
+        if row.source:
+            console.print(f"{row.short}: {row.source}", markup=False, soft_wrap=True)
+
+
+def terminal_table(rows: dict, table: dict, split: str, mode: str, data: PreparedData,
+                   against: str | None, intervals: bool) -> Table:
+    """The comparison in 80 columns: short labels, value ± half-interval cells."""
+    if against:
+        shown = ["HR@1", "ΔHR@1", "p", "NDCG@10", "ΔNDCG@10"]
+    elif mode == "score":
+        shown = ["HR@1", "HR@5", "NDCG@10", "MRR"]
     else:
-        vs = f"; Δ = paired difference to {find_row(rows, against)}" if against else ""
-        out = Table(title=f"{split}, {mode} mode, {len(data.splits[split])} users, "
-                          f"{data.settings.candidates} candidates (95% intervals{vs})")
-        out.add_column("method", style="bold")
-        for metric in shown:
-            out.add_column(metric, justify="right")
-        for name, m in table.items():
-            out.add_row(name, *(cell(m, k) for k in shown))
-        Console().print(out)
+        shown = ["HR@1", "HR@5", "NDCG@10", "ValidRatio"]
+    draws = f", {data.settings.draws} draws" if data.settings.draws > 1 else ""
+    vs = f"; Δ: paired difference to {rows[against].short}" if against else ""
+    out = Table(title=f"{split}, {mode}, {len(data.splits[split])} users, "
+                      f"{data.settings.candidates} candidates{draws}{vs}",
+                box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    out.add_column("method", style="bold", no_wrap=True)
+    for column in shown:
+        out.add_column(column, justify="right", no_wrap=not intervals)
+    for name, m in table.items():
+        cells = []
+        for column in shown:
+            key = "ΔHR@1" if column == "p" else column
+            if key not in m:
+                cells.append("-")
+            elif column == "p":
+                cells.append(format_p(m[key]["p"]))
+            else:
+                cells.append(cell(m, column) if intervals else short_cell(m[column]))
+        out.add_row(rows[name].short, *cells)
+    return out
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (default: report.html in the first run's folder).")
+@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="score", show_default=True)
+def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> None:
+    """One self-contained HTML page: training curves, the comparison with intervals, HR@1 by
+    candidate position, config and data hash. Needs matplotlib (the report extra)."""
+    from llara_kit.report import write_report  # matplotlib: only this command needs it
+
+    path = write_report(list(runs), out or runs[0] / "report.html", split, mode)
+    click.echo(f"report: {path.resolve()}")
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from llara_kit.data import PreparedData
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import load_metrics
+from llara_kit.layouts import layout_summary, layouts
 from llara_kit.metrics import (
     CANDIDATE_METRICS,
     format_interval,
@@ -21,14 +22,14 @@ from llara_kit.metrics import (
     per_sample,
     summarise,
 )
-from llara_kit.ranking import ItemScorer, all_item_scores, candidate_ranks, popularity_scorer
+from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
 from llara_kit.storage import read_jsonl
 
-SCHEDULE_LABELS = {
-    "linear": "LLaRA (curriculum)",
-    "text-only": "text-only tuning (TALLRec-like)",
-    "hybrid-only": "hybrid from the start",
-    "two-stage": "two-stage",
+SCHEDULE_LABELS = {  # schedule -> (full label, short label for the terminal)
+    "linear": ("LLaRA (curriculum)", "LLaRA"),
+    "text-only": ("text-only tuning (TALLRec-like)", "text-only"),
+    "hybrid-only": ("hybrid from the start", "hybrid-only"),
+    "two-stage": ("two-stage", "two-stage"),
 }
 PAIRED = ("HR@1", "NDCG@10")  # metrics given paired differences (HR@1 is 0/1 per sample)
 
@@ -37,15 +38,26 @@ PAIRED = ("HR@1", "NDCG@10")  # metrics given paired differences (HR@1 is 0/1 pe
 class Row:
     metrics: dict[str, dict[str, float]]  # metric -> {"value", "low", "high"}
     values: dict[str, np.ndarray] = field(default_factory=dict)  # per-sample, for pairing
+    short: str = ""  # the label in an 80-column terminal table
+    source: str = ""  # the run folder of a run's row
 
 
-def _from_ranks(ranks: np.ndarray) -> Row:
-    return Row(summarise(ranks, CANDIDATE_METRICS),
-               {m: per_sample(ranks, m) for m in PAIRED})
+def _from_ranks(ranks: np.ndarray, metrics: dict | None = None) -> Row:
+    """ranks: (L, n) over L layouts; per-sample values average over them."""
+    return Row(metrics or summarise(ranks[0], CANDIDATE_METRICS),
+               {m: per_sample(ranks, m).mean(axis=0) for m in PAIRED})
 
 
 def _scorer_row(scorer: ItemScorer, data: PreparedData, split: str) -> Row:
-    return _from_ranks(candidate_ranks(all_item_scores(scorer, data, split), data, split))
+    """An item scorer on every stored draw (in the stored order: the order cannot matter)."""
+    scores = all_item_scores(scorer, data, split)  # (n, n_items + 1)
+    s = data.splits[split]
+    views = layouts(s)
+    summary = layout_summary(
+        np.stack([np.take_along_axis(scores, v.candidates, axis=1) for v in views]),
+        np.stack([v.target_positions(s.targets) for v in views]),
+        np.array([v.draw for v in views]))
+    return _from_ranks(summary["ranks"], summary["metrics"])
 
 
 def _stored_row(run: Path, split: str, method: str, metrics: dict) -> Row:
@@ -53,28 +65,37 @@ def _stored_row(run: Path, split: str, method: str, metrics: dict) -> Row:
     path = run / f"predictions-{split}-{method}.jsonl"
     preds = read_jsonl(path) if path.is_file() else []
     row = Row(metrics)
-    if preds and "ranking" in preds[0]:
-        ranks = np.array([p["ranking"].index(p["target"]) for p in preds])
-        row.values = {m: per_sample(ranks, m) for m in PAIRED}
+    if preds and "ranks" in preds[0]:  # several orders or draws
+        row = _from_ranks(np.array([p["ranks"] for p in preds]).T, metrics)
+    elif preds and "ranking" in preds[0]:
+        row = _from_ranks(np.array([[p["ranking"].index(p["target"]) for p in preds]]), metrics)
     elif preds:
         row.values = {"HR@1": np.array([float(p["hit"]) for p in preds])}
     return row
 
 
-def label(config: dict[str, Any]) -> str:
-    schedule = SCHEDULE_LABELS.get(config["schedule"], f"LLaRA ({config['schedule']})")
+def label(config: dict[str, Any]) -> tuple[str, str]:
+    """A run's row label, in full and short (e.g. ``LLaRA head+uc``)."""
+    full, short = SCHEDULE_LABELS.get(config["schedule"],
+                                      (f"LLaRA ({config['schedule']})", config["schedule"]))
     extras = [config.get("objective", "title")]
     if config.get("user_conditioned"):
         extras.append("user-cond")
-    return f"{schedule}, {config['encoder']}+{config['projector']} ({', '.join(extras)})"
+    full = f"{full}, {config['encoder']}+{config['projector']} ({', '.join(extras)})"
+    return full, f"{short} {extras[0]}" + ("+uc" if len(extras) > 1 else "")
+
+
+def evaluated_draws(run: Path, split: str, mode: str) -> int:
+    """How many candidate draws the run's ``mode`` results on ``split`` average over."""
+    return load_metrics(run).get(split, {}).get(mode, {}).get("draws", 1)
 
 
 def comparison(runs: list[Path], data: PreparedData, split: str = "test",
                mode: str = "score") -> dict[str, Row]:
     """{method: Row} for popularity, each run's encoder alone, zero-shot, each run, and each
-    run's fusion with its encoder where evaluated."""
+    run's fusion with its encoder where evaluated; on ``data``'s draws."""
     rows: dict[str, Row] = {"popularity": _scorer_row(popularity_scorer(data), data, split)}
-    for run in runs:
+    for number, run in enumerate(runs, 1):
         run = Path(run)
         config = json.loads((run / "config.json").read_text())["config"]
         run_hash = json.loads((run / "data.json").read_text())["hash"]
@@ -87,21 +108,34 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
             encoder = load_encoder(run / "encoder")
             rows[f"{config['encoder']} alone"] = _scorer_row(encoder, data, split)
         stored = load_metrics(run).get(split, {})
-        if f"zero-shot-{mode}" in stored:
-            rows.setdefault(f"{config['llm']} zero-shot",
-                            _stored_row(run, split, f"zero-shot-{mode}",
-                                        stored[f"zero-shot-{mode}"]["metrics"]))
+        zero_shot = stored.get(f"zero-shot-{mode}", {})
+        if zero_shot and zero_shot.get("draws", 1) == data.settings.draws:
+            row = _stored_row(run, split, f"zero-shot-{mode}", zero_shot["metrics"])
+            row.short = "zero-shot"
+            rows.setdefault(f"{config['llm']} zero-shot", row)
         if mode not in stored:
             raise LlaraKitError(
                 f"Run {str(run)!r} has no {mode} results on {split}; run "
                 f"`llara-kit evaluate {run} --mode {mode} --split {split}` first."
             )
-        name = label(config)
+        if stored[mode].get("draws", 1) != data.settings.draws:
+            raise LlaraKitError(
+                f"Run {str(run)!r} was evaluated on {stored[mode].get('draws', 1)} candidate "
+                f"draws, the first run on {data.settings.draws}; evaluate both with the same "
+                "--draws."
+            )
+        name, short = label(config)
+        if name in rows:  # two runs of the same kind: their folders tell them apart
+            name, short = f"{name} [{run.name}]", f"{short} #{number}"
         rows[name] = _stored_row(run, split, mode, stored[mode]["metrics"])
+        rows[name].short, rows[name].source = short, str(run)
         if mode == "score" and "fused" in stored:
             lam = stored["fused"]["lambda"]
-            rows[f"{name} + {config['encoder']} fused (λ={lam})"] = _stored_row(
-                run, split, "fused", stored["fused"]["metrics"])
+            fused = _stored_row(run, split, "fused", stored["fused"]["metrics"])
+            fused.short = f"{short} +{config['encoder']}"
+            rows[f"{name} + {config['encoder']} fused (λ={lam})"] = fused
+    for name, row in rows.items():
+        row.short = row.short or name  # popularity, "<encoder> alone"
     return rows
 
 
@@ -126,7 +160,8 @@ def add_paired(rows: dict[str, Row], against: str) -> dict[str, dict[str, dict[s
         for metric in PAIRED:
             a, b = row.values.get(metric), base.values.get(metric)
             if a is not None and b is not None and len(a) == len(b):
-                out[name][f"Δ{metric}"] = paired_difference(a, b, binary=metric == "HR@1")
+                binary = bool(np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all())
+                out[name][f"Δ{metric}"] = paired_difference(a, b, binary=binary)
     return out
 
 
@@ -136,6 +171,16 @@ def table_json(rows: dict[str, Row], paired: dict | None) -> dict[str, Any]:
 
 def format_paired(d: dict[str, float]) -> str:
     return f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p']:.2g}"
+
+
+def short_cell(m: dict[str, float]) -> str:
+    """``0.375±.031``: the value and half its 95% interval (``+`` signed for differences)."""
+    half = f"{(m['high'] - m['low']) / 2:.3f}".removeprefix("0")
+    return f"{m['value']:{'+' if 'p' in m else ''}.3f}±{half}"
+
+
+def format_p(p: float) -> str:
+    return "<.001" if p < 0.001 else f"{p:.3f}".removeprefix("0")
 
 
 def markdown(table: dict[str, dict[str, dict[str, float]]], columns: list[str]) -> str:

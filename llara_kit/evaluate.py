@@ -27,8 +27,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
+from llara_kit.layouts import Layout, layout_summary, layouts
 from llara_kit.llm import load_backbone
-from llara_kit.metrics import CANDIDATE_METRICS, mean_with_interval, summarise, target_ranks
+from llara_kit.metrics import mean_with_interval
 from llara_kit.model import LlaraModel
 from llara_kit.objectives import TitleObjective
 from llara_kit.plugins import build_component
@@ -51,16 +52,19 @@ def uses_hybrid(run: LoadedRun) -> bool:
     return schedule(1.0) >= 0.5
 
 
-def split_prompts(run: LoadedRun, split: str, hybrid: bool,
-                  limit: int | None = None) -> tuple[list[Prompt], np.ndarray, np.ndarray]:
-    """Prompts (first phrasing), candidates (n, C) and targets (n,) of a stored split."""
+def split_prompts(run: LoadedRun, split: str, hybrid: bool, limit: int | None = None,
+                  candidates: np.ndarray | None = None
+                  ) -> tuple[list[Prompt], np.ndarray, np.ndarray]:
+    """Prompts (first phrasing), candidates (n, C) and targets (n,) of a stored split; the
+    stored candidates unless others are given (another order or draw, (n, C))."""
     s = run.data.splits[split]
     n = len(s) if limit is None else min(limit, len(s))
+    candidates = s.candidates[:n] if candidates is None else candidates[:n]
     prompts = [
-        run.template.render(run.data.titles, s.history_of(i), s.candidates[i].tolist(), hybrid)
+        run.template.render(run.data.titles, s.history_of(i), candidates[i].tolist(), hybrid)
         for i in range(n)
     ]
-    return prompts, s.candidates[:n], s.targets[:n]
+    return prompts, candidates, s.targets[:n]
 
 
 def _batches(n: int, size: int, label: str, show: bool):
@@ -73,42 +77,84 @@ def _batches(n: int, size: int, label: str, show: bool):
             progress.update(task, advance=min(size, n - start))
 
 
+def _candidate_titles(run: LoadedRun, candidates: np.ndarray) -> list[list[str]]:
+    return [[run.data.titles[c] for c in row] for row in candidates]
+
+
+def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_size: int,
+               label: str, show_progress: bool) -> np.ndarray:
+    """The run's objective's scores of one layout's candidates: (n, C)."""
+    prompts, candidates, _ = split_prompts(run, split, hybrid, candidates=layout.candidates)
+    titles = _candidate_titles(run, candidates)
+    objective = run.model.objective
+    return torch.cat([
+        objective.score(run.model, run.backbone, prompts[sl], titles[sl])
+        for sl in _batches(len(prompts), batch_size, label, show_progress)
+    ]).numpy()
+
+
+def _layout_label(split: str, layout: Layout, views: list[Layout]) -> str:
+    parts = []
+    if any(v.order for v in views):
+        parts.append(f"order {layout.order + 1}/{max(v.order for v in views) + 1}")
+    if any(v.draw for v in views):
+        parts.append(f"draw {layout.draw + 1}/{max(v.draw for v in views) + 1}")
+    return f"scoring {split}" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_size: int = 4,
              limit: int | None = None, method: str | None = None, hybrid: bool | None = None,
-             record: bool = True, show_progress: bool = True) -> dict[str, Any]:
+             permutations: int = 1, record: bool = True, show_progress: bool = True
+             ) -> dict[str, Any]:
     """Evaluate ``run``; returns the metrics and, with ``record``, writes them and the
     predictions into the run folder under ``method`` (default: the mode). ``hybrid`` defaults
-    to the form the run ended training in."""
+    to the form the run ended training in. In score mode every stored draw is scored under
+    ``permutations`` candidate orders and the metrics average over them (see layouts)."""
     if mode not in MODES:
         raise LlaraKitError(f"Unknown evaluation mode {mode!r}. Available: {', '.join(MODES)}.")
     if split not in ("valid", "test"):
         raise LlaraKitError(f"Evaluate on 'valid' or 'test', not {split!r}.")
+    s = run.data.splits[split]
+    if mode != "score" and (permutations > 1 or run.data.settings.draws > 1):
+        raise LlaraKitError(
+            f"Mode {mode!r} reads the stored order of the first draw; --permutations and "
+            "--draws apply to --mode score."
+        )
     hybrid = uses_hybrid(run) if hybrid is None else hybrid
-    prompts, candidates, targets = split_prompts(run, split, hybrid, limit)
-    titles = run.data.titles
-    cand_titles = [[titles[c] for c in row] for row in candidates]
-    target_pos = run.data.splits[split].target_positions()[: len(targets)]
+    n = len(s) if limit is None else min(limit, len(s))
+    candidates, targets = s.candidates[:n], s.targets[:n]
     run.model.eval()
     rows = []
+    info: dict[str, Any] = {"mode": mode, "hybrid": hybrid, "samples": n}
     if mode == "score":
-        objective = run.model.objective
-        scores = torch.cat([
-            objective.score(run.model, run.backbone, prompts[sl], cand_titles[sl])
-            for sl in _batches(len(prompts), batch_size, f"scoring {split}", show_progress)
-        ]).numpy()  # (n, C)
-        ranks = target_ranks(scores, target_pos)
-        metrics = summarise(ranks, CANDIDATE_METRICS)
+        views = layouts(s, permutations, run.config.seed, limit)
+        scores = np.stack([
+            llm_scores(run, split, v, hybrid, batch_size, _layout_label(split, v, views),
+                       show_progress)
+            for v in views
+        ])  # (L, n, C)
+        summary = layout_summary(scores, np.stack([v.target_positions(targets) for v in views]),
+                                 np.array([v.draw for v in views]))
+        metrics = summary["metrics"]
         metrics["ValidRatio"] = {"value": 1.0, "low": 1.0, "high": 1.0}
-        for i in range(len(prompts)):
-            order = np.argsort(-scores[i], kind="stable")
-            rows.append({"ranking": candidates[i][order].tolist(), "hit": bool(ranks[i] == 0),
-                         "scores": [round(float(x), 5) for x in scores[i]]})
+        info |= {"orders": permutations, "draws": run.data.settings.draws,
+                 **{k: summary[k] for k in ("by_position", "position_bias", "spread")}}
+        ranks = summary["ranks"]  # (L, n); layout 0 is the stored order of the first draw
+        for i in range(n):
+            order = np.argsort(-scores[0, i], kind="stable")
+            rows.append({"ranking": candidates[i][order].tolist(), "hit": bool(ranks[0, i] == 0),
+                         "scores": [round(float(x), 5) for x in scores[0, i]]})
+            if len(views) > 1:
+                rows[-1]["ranks"] = ranks[:, i].tolist()
     else:
         if run.config.objective != "title":
             raise LlaraKitError(
                 f"Mode {mode!r} reads generated titles, but this run was trained with the "
                 f"{run.config.objective!r} objective; use --mode score."
             )
+        prompts = split_prompts(run, split, hybrid, limit)[0]
+        cand_titles = _candidate_titles(run, candidates)
+        target_pos = s.target_positions()[:n]
         answers = []
         constrain = cand_titles if mode == "constrained" else None
         for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
@@ -124,14 +170,12 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
         metrics = {"HR@1": mean_with_interval(hits), "ValidRatio": mean_with_interval(valid),
                    "HR@1 (valid only)": mean_with_interval(hits[valid == 1])}
     method = method or mode
-    s = run.data.splits[split]
     for i, row in enumerate(rows):
         row.update(user=run.data.raw_user_ids[s.users[i]],
                    history=s.history_of(i),
                    candidates=candidates[i].tolist(), target=int(targets[i]))
     if record:
-        record_metrics(run.path, split, method, metrics, {"mode": mode, "hybrid": hybrid,
-                                                          "samples": len(prompts)})
+        record_metrics(run.path, split, method, metrics, info)
         write_jsonl(run.path / f"predictions-{split}-{method}.jsonl", rows)
     return metrics
 

@@ -31,12 +31,15 @@ from llara_kit.prompts import PromptTemplate
 from llara_kit.storage import atomic_path, staged_dir, write_json
 
 
-def load_prepared(cfg: TrainConfig) -> PreparedData:
+def load_prepared(cfg: TrainConfig, draws: int = 1) -> PreparedData:
+    """The run's prepared data, with ``draws`` stored negative sets for valid and test (the
+    first is the one the run was trained and evaluated with)."""
     options = dict(cfg.data_options)
     if cfg.data_dir is not None:
         options["data_dir"] = cfg.data_dir
     settings = DataSettings(history=cfg.history, candidates=cfg.candidates, split=cfg.split,
-                            min_history=cfg.min_history, seed=cfg.seed, protocol=cfg.protocol)
+                            min_history=cfg.min_history, seed=cfg.seed, protocol=cfg.protocol,
+                            draws=draws)
     return prepare_data(cfg.dataset, options, settings)[0]
 
 
@@ -124,8 +127,9 @@ class LoadedRun:
     data: PreparedData
 
 
-def load_run(path: Path, device: str = "cpu") -> LoadedRun:
-    """Rebuild a trained LLaRA model from its run folder."""
+def load_run(path: Path, device: str = "cpu", draws: int = 1) -> LoadedRun:
+    """Rebuild a trained LLaRA model from its run folder, on data with ``draws`` negative
+    sets for valid and test."""
     path = Path(path)
     needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder")
     missing = [n for n in needed if not (path / n).exists()]
@@ -135,7 +139,7 @@ def load_run(path: Path, device: str = "cpu") -> LoadedRun:
             "train one with `llara-kit train` or resume it with --resume."
         )
     cfg = run_config(path)
-    data = load_prepared(cfg)
+    data = load_prepared(cfg, draws)
     expected = json.loads((path / "data.json").read_text())["hash"]
     if data.hash != expected:
         raise LlaraKitError(

@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from llara_kit.config import TrainConfig
 from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.llm import resolve_llm
+from llara_kit.train import train
 
 CYCLE_SETTINGS = DataSettings(history=5, candidates=10, split=(0.6, 0.2, 0.2))
 
@@ -46,3 +48,15 @@ def tiny_llm_folder(folder: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def train_tiny(root: Path, name: str, **kw) -> Path:
+    """A run of the tiny Llama on the cycle data (16 samples); ``kw`` overrides settings."""
+    s = CYCLE_SETTINGS
+    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
+                      llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
+                      candidates=s.candidates, split=s.split, template="item", precision="fp32",
+                      batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16},
+                      **kw)
+    train(cfg, root / name, show_progress=False)
+    return root / name

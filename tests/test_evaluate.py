@@ -8,43 +8,30 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+from helpers import CYCLE_SETTINGS, train_tiny
 
 import llara_kit
 from llara_kit.batching import collate
 from llara_kit.cli import cli
-from llara_kit.config import TrainConfig
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import evaluate, load_metrics, normalise, split_prompts, zero_shot_view
 from llara_kit.inference import candidate_logprobs, greedy_answers
 from llara_kit.recommend import Recommender
 from llara_kit.run import load_run
 from llara_kit.storage import read_jsonl
-from llara_kit.train import train
-
-
-def _train(root, name: str, **kw):
-    s = CYCLE_SETTINGS
-    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
-                      llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
-                      candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                      batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16},
-                      **kw)
-    train(cfg, root / name, show_progress=False)
-    return root / name
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """The paper's objective: title likelihood, plain behavioural tokens."""
-    return _train(tmp_path_factory.mktemp("evalrun"), "run", objective="title",
+    return train_tiny(tmp_path_factory.mktemp("evalrun"), "run", objective="title",
                   user_conditioned=False)
 
 
 @pytest.fixture(scope="module")
 def head_dir(tmp_path_factory):
     """The score head with user-conditioned tokens (the defaults)."""
-    return _train(tmp_path_factory.mktemp("headrun"), "head")
+    return train_tiny(tmp_path_factory.mktemp("headrun"), "head")
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ class Split:
     lengths: np.ndarray  # (n,)
     targets: np.ndarray  # (n,)
     candidates: np.ndarray | None  # (n, C) or None
+    more_candidates: np.ndarray | None = None  # (draws - 1, n, C): further negative draws
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -51,6 +52,11 @@ class Split:
     def target_positions(self) -> np.ndarray:
         """(n,) index of each target among its stored candidates (valid/test)."""
         return np.argmax(self.candidates == self.targets[:, None], axis=1)
+
+    def candidate_draws(self) -> list[np.ndarray]:
+        """Every stored candidate draw, (n, C) each; the first is ``candidates``."""
+        more = [] if self.more_candidates is None else list(self.more_candidates)
+        return [self.candidates, *more]
 
     def history_of(self, i: int) -> list[int]:
         """Sample ``i``'s history item ids, oldest first, without padding."""
@@ -75,6 +81,7 @@ class PreparedData:
             name: Split(
                 arrays[f"{name}_users"], arrays[f"{name}_history"], arrays[f"{name}_lengths"],
                 arrays[f"{name}_targets"], arrays.get(f"{name}_candidates"),
+                arrays.get(f"{name}_more_candidates"),
             )
             for name in SPLITS
         }
@@ -106,8 +113,11 @@ class PreparedData:
 
 def _content_hash(arrays: dict[str, np.ndarray], items: list[dict], users: list[str],
                   settings: DataSettings) -> str:
-    digest = hashlib.sha256(json.dumps([items, users, settings.to_dict()]).encode())
-    for name in sorted(arrays):
+    """The samples and the first candidate draw: further draws (``draws``) leave it unchanged,
+    so a run trained on the data can be evaluated on more draws."""
+    first_draw = {k: v for k, v in settings.to_dict().items() if k != "draws"}
+    digest = hashlib.sha256(json.dumps([items, users, first_draw]).encode())
+    for name in sorted(k for k in arrays if not k.endswith("_more_candidates")):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype}:{a.shape}".encode())
         digest.update(a.tobytes())
@@ -137,10 +147,16 @@ def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[
         )
         arrays.update({f"{name}_{key}": value for key, value in samples.items()})
         if name != "train":
-            arrays[f"{name}_candidates"] = protocol.draw_candidates(
-                samples["users"], samples["targets"], sequences, len(raw_items),
-                settings.candidates, protocol.candidate_rng(settings, name),
-            )
+            draws = [
+                protocol.draw_candidates(
+                    samples["users"], samples["targets"], sequences, len(raw_items),
+                    settings.candidates, protocol.candidate_rng(settings, name, draw=d),
+                )
+                for d in range(settings.draws)
+            ]
+            arrays[f"{name}_candidates"] = draws[0]
+            if settings.draws > 1:
+                arrays[f"{name}_more_candidates"] = np.stack(draws[1:])
     items = [
         {"id": item_id[r], "raw_id": r, "title": raw.titles[r], "year": raw.years.get(r)}
         for r in raw_items

@@ -36,6 +36,7 @@ class DataSettings:
     min_history: int = 3  # shortest history a sample may have (authors' code)
     seed: int = 0
     protocol: str = "llara"  # llara or loo (see PROTOCOLS)
+    draws: int = 1  # negative sets stored for valid/test; the first is the same for any count
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -43,7 +44,7 @@ class DataSettings:
                 f"Unknown protocol {self.protocol!r}; use one of: {', '.join(PROTOCOLS)}."
             )
         object.__setattr__(self, "split", tuple(float(x) for x in self.split))
-        for name in ("history", "candidates", "min_history"):
+        for name in ("history", "candidates", "min_history", "draws"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise LlaraKitError(f"Data setting {name}={value!r} must be a positive integer.")
@@ -59,7 +60,12 @@ class DataSettings:
             )
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"split": list(self.split)}
+        """The settings as JSON; ``draws`` only when above 1, so that data prepared before
+        draws existed keeps its cache key."""
+        out = asdict(self) | {"split": list(self.split)}
+        if self.draws == 1:
+            del out["draws"]
+        return out
 
 
 def _natural_key(raw_id: str) -> tuple:
@@ -177,9 +183,12 @@ def draw_candidates(users: np.ndarray, targets: np.ndarray, sequences: list[np.n
     return out
 
 
-def candidate_rng(settings: DataSettings, split: str, epoch: int = 0) -> np.random.Generator:
-    """The generator for a split's candidates: fixed for valid/test, per epoch for train."""
-    stream = {"valid": [_VALID], "test": [_TEST], "train": [_TRAIN, epoch]}[split]
+def candidate_rng(settings: DataSettings, split: str, epoch: int = 0, draw: int = 0
+                  ) -> np.random.Generator:
+    """The generator for a split's candidates: fixed per draw for valid/test (draw 0 as
+    before draws existed), per epoch for train."""
+    stored = [_VALID] if split == "valid" else [_TEST]
+    stream = [_TRAIN, epoch] if split == "train" else stored + ([draw] if draw else [])
     return np.random.default_rng([settings.seed, *stream])
 
 

@@ -1,0 +1,223 @@
+"""A run's story on one self-contained HTML page: training curves, the comparison with its
+intervals, HR@1 by candidate position, and the config and data hash. Figures are PNGs drawn
+with matplotlib and embedded, so the page opens offline and travels as one file."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llara_kit import __version__
+from llara_kit.compare import PAIRED, Row, add_paired, comparison, evaluated_draws, table_json
+from llara_kit.errors import LlaraKitError
+from llara_kit.evaluate import load_metrics
+from llara_kit.metrics import format_interval
+from llara_kit.run import load_prepared, run_config
+from llara_kit.storage import atomic_path, read_jsonl
+
+INSTALL_HINT = "pip install 'llara-kit[report]'"
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; color: #222;
+       padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+td, th { border: 1px solid #ddd; padding: .3em .6em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+th { background: #f3f3f3; } td.n { white-space: nowrap; } img { max-width: 100%; }
+.note { color: #666; font-size: .9em; }
+code { background: #f3f3f3; padding: 0 .2em; }
+"""
+
+
+def _figure(width: float, height: float, panels: int = 1):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # an extra: the toolkit itself does not need it
+        raise LlaraKitError(
+            f"`llara-kit report` draws its figures with matplotlib, which is not installed; "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(1, panels, squeeze=False)[0]
+
+
+def _png(fig) -> str:
+    """The figure as an <img> with the PNG inline."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what they have)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    return (sums[idx] - sums[np.maximum(idx - window, 0)]) / np.minimum(idx, window)
+
+
+def training_figure(runs: list[Path]) -> str:
+    """Loss, learning rate, and the scheduled hybrid share p against the realised one, per
+    optimizer step, for every run with a training log."""
+    fig, (loss, lr, share) = _figure(11, 3.2, 3)
+    for run in runs:  # lines: a trailing mean over 1/20 of the run's steps
+        log = read_jsonl(run / "train_log.jsonl") if (run / "train_log.jsonl").is_file() else []
+        if not log:
+            continue
+        step = np.array([e["step"] for e in log])
+        window = max(1, len(log) // 20)
+        raw = np.array([e["loss"] for e in log])
+        line = loss.plot(step, raw, alpha=0.3)[0]
+        loss.plot(step, _smooth(raw, window), color=line.get_color(), label=run.name)
+        lr.plot(step, [e["lr"] for e in log], color=line.get_color())
+        share.plot(step, [e["p_hybrid"] for e in log], color=line.get_color(), ls="--")
+        share.plot(step, _smooth(np.array([e["hybrid_share"] for e in log]), window),
+                   color=line.get_color())
+    loss.set(title="training loss (faint: per step)", xlabel="optimizer step")
+    lr.set(title="learning rate", xlabel="optimizer step")
+    share.set(title="hybrid share: scheduled (dashed), realised", xlabel="optimizer step",
+              ylim=(-0.05, 1.05))
+    loss.legend(fontsize=7)
+    return _png(fig)
+
+
+def comparison_figure(rows: dict[str, Row]) -> str:
+    """HR@1 and NDCG@10 of every row with its 95% interval, as points with error bars."""
+    fig, axes = _figure(11, 0.45 * len(rows) + 1.2, 2)
+    names = list(rows)[::-1]  # first row on top
+    y = np.arange(len(names))
+    for ax, metric in zip(axes, PAIRED, strict=True):
+        m = [rows[n].metrics.get(metric) for n in names]
+        shown = [i for i, v in enumerate(m) if v]
+        values = np.array([m[i]["value"] for i in shown])
+        errors = np.array([[m[i]["value"] - m[i]["low"], m[i]["high"] - m[i]["value"]]
+                           for i in shown]).T
+        ax.errorbar(values, y[shown], xerr=errors, fmt="o", capsize=3)
+        for i, v in zip(shown, values, strict=True):
+            ax.annotate(f"{v:.3f}", (v, y[i]), xytext=(0, 6), textcoords="offset points",
+                        ha="center", fontsize=7)
+        ax.set(title=f"{metric} (95% interval)", ylim=(-0.6, len(names) - 0.4))
+        ax.set_yticks(y, [rows[n].short for n in names] if ax is axes[0] else [])
+        ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def position_figure(run: Path, details: dict[str, Any]) -> str:
+    """HR@1 by the target's candidate position and the share of top-1 picks at each."""
+    pos = details["by_position"]
+    n = len(pos["samples"])
+    x = np.arange(1, n + 1)
+    fig, (hit, picks) = _figure(11, 3, 2)
+    hr = np.array([np.nan if v is None else v for v in pos["HR@1"]])
+    hit.bar(x, hr, color="tab:blue")
+    overall = details["metrics"]["HR@1"]["value"]
+    hit.axhline(overall, color="k", ls="--", lw=1, label=f"overall {overall:.3f}")
+    hit.set(title="HR@1 by the target's position", xlabel="candidate position",
+            ylabel="HR@1")
+    hit.legend(fontsize=7)
+    picks.bar(x, pos["top1_share"], color="tab:orange")
+    picks.axhline(1 / n, color="k", ls="--", lw=1, label=f"uniform 1/{n}")
+    picks.set(title="share of top-1 picks at each position", xlabel="candidate position")
+    picks.legend(fontsize=7)
+    fig.suptitle(f"{run.name}: {details['orders']} order(s) x {details['draws']} draw(s), "
+                 f"{details['samples']} samples each", fontsize=9)
+    return _png(fig)
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    """An HTML table; cells after the first do not wrap."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join(
+        "<tr>" + "".join(f"<td{' class=n' if i else ''}>{html.escape(c)}</td>"
+                         for i, c in enumerate(r)) + "</tr>"
+        for r in body)
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def _comparison_section(runs: list[Path], split: str, mode: str) -> tuple[str, dict]:
+    """The comparison figure and table (with paired differences to the first run's encoder
+    alone), or a note saying what to run first."""
+    try:
+        data = load_prepared(run_config(runs[0]), evaluated_draws(runs[0], split, mode))
+        rows = comparison(runs, data, split, mode)
+    except LlaraKitError as exc:
+        return f'<p class="note">No comparison: {html.escape(str(exc))}</p>', {}
+    encoder = run_config(runs[0]).encoder
+    paired = add_paired(rows, f"{encoder} alone")
+    table = table_json(rows, paired)
+    columns = ["HR@1", "HR@5", "NDCG@10", f"ΔHR@1 vs {encoder}", "p"]
+    body = []
+    for name, m in table.items():
+        delta = m.get("ΔHR@1")
+        body.append([name, *(format_interval(m[k]) if k in m else "-" for k in columns[:3]),
+                     f"{delta['value']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}]"
+                     if delta else "-", f"{delta['p']:.2g}" if delta else "-"])
+    caption = (f"<p>{split} split, {mode} mode, {len(data.splits[split])} users, "
+               f"{data.settings.candidates} candidates, {data.settings.draws} draw(s); "
+               "95% bootstrap intervals; Δ: paired difference on the same users with its "
+               "paired test's p-value.</p>")
+    return caption + comparison_figure(rows) + _table(["method", *columns], body), table
+
+
+def _run_section(run: Path, split: str, mode: str) -> str:
+    saved = json.loads((run / "config.json").read_text())
+    data = json.loads((run / "data.json").read_text())
+    parts = [f"<h3>{html.escape(str(run))}</h3>"]
+    stored = load_metrics(run).get(split, {}).get(mode) if (run / "metrics.json").is_file() \
+        else None
+    if stored and "by_position" in stored:
+        bias = stored["position_bias"]
+        parts.append(position_figure(run, stored))
+        parts.append(
+            f"<p>Position bias: HR@1 spreads {bias['HR@1_spread']:.3f} across positions "
+            f"(χ² p={bias['HR@1_p']:.2g}); top-1 picks uniform over positions: χ² "
+            f"p={bias['top1_p']:.2g}. HR@1 over orders: range "
+            f"{stored['spread']['orders']['range']:.3f}; over draws: range "
+            f"{stored['spread']['draws']['range']:.3f}. More orders: "
+            f"<code>llara-kit evaluate {html.escape(str(run))} --permutations 5</code>.</p>")
+    else:
+        parts.append(f'<p class="note">No {mode} results on {split} by position yet: run '
+                     f"<code>llara-kit evaluate {html.escape(str(run))}</code>.</p>")
+    summary = run / "summary.json"
+    facts = {"data set": data.get("dataset", "-"), "data hash": data["hash"],
+             **{f"training: {k}": str(v) for k, v in
+                (json.loads(summary.read_text()) if summary.is_file() else {}).items()}}
+    config = {k: json.dumps(v) for k, v in sorted(saved["config"].items())}
+    parts.append(_table(["", "value"], [[k, str(v)] for k, v in facts.items()]))
+    parts.append("<details><summary>config.json</summary>"
+                 + _table(["setting", "value"], [[k, v] for k, v in config.items()])
+                 + "</details>")
+    return "".join(parts)
+
+
+def write_report(runs: list[Path], out: Path, split: str = "test", mode: str = "score") -> Path:
+    """Write the report of ``runs`` to ``out`` (atomically); returns its path."""
+    runs = [Path(r) for r in runs]
+    for run in runs:
+        if not (run / "config.json").is_file():
+            raise LlaraKitError(f"{str(run)!r} is not a run folder (no config.json); "
+                                "give folders written by `llara-kit train`.")
+    comparison_html, _ = _comparison_section(runs, split, mode)
+    body = [
+        f"<h1>llara-kit report: {html.escape(', '.join(r.name for r in runs))}</h1>",
+        f'<p class="note">llara-kit {__version__}, written {time.strftime("%Y-%m-%d %H:%M")}.'
+        "</p>",
+        "<h2>Training</h2>", training_figure(runs),
+        "<h2>Comparison</h2>", comparison_html,
+        "<h2>Runs: candidate position, config and data</h2>",
+        *(_run_section(run, split, mode) for run in runs),
+    ]
+    page = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f"<title>llara-kit report</title><style>{_STYLE}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out
