@@ -435,6 +435,11 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
     for row in rows.values():
         if row.source:
             console.print(f"{row.short}: {row.source}", markup=False, soft_wrap=True)
+    spreads = [f"{row.short} {max(row.draws_hr1) - min(row.draws_hr1):.3f}"
+               for row in rows.values() if row.draws_hr1]
+    if spreads:
+        console.print(f"HR@1 range over {data.settings.draws} draws: {', '.join(spreads)}",
+                      markup=False)
 
 
 def terminal_table(rows: dict, table: dict, split: str, mode: str, data: PreparedData,

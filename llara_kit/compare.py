@@ -39,6 +39,7 @@ class Row:
     metrics: dict[str, dict[str, float]]  # metric -> {"value", "low", "high"}
     values: dict[str, np.ndarray] = field(default_factory=dict)  # per-sample, for pairing
     short: str = ""  # the label in an 80-column terminal table
+    draws_hr1: list[float] | None = None  # HR@1 on each stored negative draw, when several
     source: str = ""  # the run folder of a run's row
 
 
@@ -57,11 +58,15 @@ def _scorer_row(scorer: ItemScorer, data: PreparedData, split: str) -> Row:
         np.stack([np.take_along_axis(scores, v.candidates, axis=1) for v in views]),
         np.stack([v.target_positions(s.targets) for v in views]),
         np.array([v.draw for v in views]))
-    return _from_ranks(summary["ranks"], summary["metrics"])
+    row = _from_ranks(summary["ranks"], summary["metrics"])
+    row.draws_hr1 = summary["spread"]["draws"]["HR@1"] if len(s.candidate_draws()) > 1 else None
+    return row
 
 
-def _stored_row(run: Path, split: str, method: str, metrics: dict) -> Row:
-    """A run's stored method: per-sample values from its predictions file."""
+def _stored_row(run: Path, split: str, method: str, stored: dict) -> Row:
+    """A run's stored method (its metrics.json entry): per-sample values from its
+    predictions file."""
+    metrics = stored["metrics"]
     path = run / f"predictions-{split}-{method}.jsonl"
     preds = read_jsonl(path) if path.is_file() else []
     row = Row(metrics)
@@ -71,6 +76,8 @@ def _stored_row(run: Path, split: str, method: str, metrics: dict) -> Row:
         row = _from_ranks(np.array([[p["ranking"].index(p["target"]) for p in preds]]), metrics)
     elif preds:
         row.values = {"HR@1": np.array([float(p["hit"]) for p in preds])}
+    if stored.get("draws", 1) > 1:
+        row.draws_hr1 = stored["spread"]["draws"]["HR@1"]
     return row
 
 
@@ -110,7 +117,7 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
         stored = load_metrics(run).get(split, {})
         zero_shot = stored.get(f"zero-shot-{mode}", {})
         if zero_shot and zero_shot.get("draws", 1) == data.settings.draws:
-            row = _stored_row(run, split, f"zero-shot-{mode}", zero_shot["metrics"])
+            row = _stored_row(run, split, f"zero-shot-{mode}", zero_shot)
             row.short = "zero-shot"
             rows.setdefault(f"{config['llm']} zero-shot", row)
         if mode not in stored:
@@ -127,11 +134,11 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
         name, short = label(config)
         if name in rows:  # two runs of the same kind: their folders tell them apart
             name, short = f"{name} [{run.name}]", f"{short} #{number}"
-        rows[name] = _stored_row(run, split, mode, stored[mode]["metrics"])
+        rows[name] = _stored_row(run, split, mode, stored[mode])
         rows[name].short, rows[name].source = short, str(run)
-        if mode == "score" and "fused" in stored:
+        if mode == "score" and "fused" in stored and data.settings.draws == 1:  # first draw
             lam = stored["fused"]["lambda"]
-            fused = _stored_row(run, split, "fused", stored["fused"]["metrics"])
+            fused = _stored_row(run, split, "fused", stored["fused"])
             fused.short = f"{short} +{config['encoder']}"
             rows[f"{name} + {config['encoder']} fused (λ={lam})"] = fused
     for name, row in rows.items():
@@ -166,7 +173,10 @@ def add_paired(rows: dict[str, Row], against: str) -> dict[str, dict[str, dict[s
 
 
 def table_json(rows: dict[str, Row], paired: dict | None) -> dict[str, Any]:
-    return {name: row.metrics | ((paired or {}).get(name) or {}) for name, row in rows.items()}
+    """{row: {metric: {value, low, high}, Δmetric: {..., p}, "HR@1 by draw": [...]}}."""
+    return {name: row.metrics | ((paired or {}).get(name) or {})
+            | ({"HR@1 by draw": row.draws_hr1} if row.draws_hr1 else {})
+            for name, row in rows.items()}
 
 
 def format_paired(d: dict[str, float]) -> str:

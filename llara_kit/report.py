@@ -63,28 +63,42 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (sums[idx] - sums[np.maximum(idx - window, 0)]) / np.minimum(idx, window)
 
 
+def _logs(runs: list[Path]) -> list[tuple[Path, list[dict]]]:
+    logs = [(run, read_jsonl(run / "train_log.jsonl")) for run in runs
+            if (run / "train_log.jsonl").is_file()]
+    return [(run, log) for run, log in logs if log]
+
+
 def training_figure(runs: list[Path]) -> str:
-    """Loss, learning rate, and the scheduled hybrid share p against the realised one, per
-    optimizer step, for every run with a training log."""
-    fig, (loss, lr, share) = _figure(11, 3.2, 3)
-    for run in runs:  # lines: a trailing mean over 1/20 of the run's steps
-        log = read_jsonl(run / "train_log.jsonl") if (run / "train_log.jsonl").is_file() else []
-        if not log:
-            continue
+    """Loss (per step, faint, and a trailing mean over 1/20 of the steps) and learning rate
+    per optimizer step, one colour per run."""
+    fig, (loss, lr) = _figure(11, 3.2, 2)
+    for run, log in _logs(runs):
         step = np.array([e["step"] for e in log])
-        window = max(1, len(log) // 20)
         raw = np.array([e["loss"] for e in log])
         line = loss.plot(step, raw, alpha=0.3)[0]
-        loss.plot(step, _smooth(raw, window), color=line.get_color(), label=run.name)
-        lr.plot(step, [e["lr"] for e in log], color=line.get_color())
-        share.plot(step, [e["p_hybrid"] for e in log], color=line.get_color(), ls="--")
-        share.plot(step, _smooth(np.array([e["hybrid_share"] for e in log]), window),
-                   color=line.get_color())
+        loss.plot(step, _smooth(raw, max(1, len(log) // 20)), color=line.get_color(),
+                  label=run.name)
+        lr.plot(step, [e["lr"] for e in log], color=line.get_color(), label=run.name)
     loss.set(title="training loss (faint: per step)", xlabel="optimizer step")
     lr.set(title="learning rate", xlabel="optimizer step")
-    share.set(title="hybrid share: scheduled (dashed), realised", xlabel="optimizer step",
-              ylim=(-0.05, 1.05))
     loss.legend(fontsize=7)
+    return _png(fig)
+
+
+def curriculum_figure(runs: list[Path]) -> str:
+    """The curriculum: the scheduled hybrid probability p and the realised share of hybrid
+    prompts (a trailing mean over 1/20 of the steps) per optimizer step."""
+    fig, (share,) = _figure(11, 2.8)
+    for run, log in _logs(runs):
+        step = np.array([e["step"] for e in log])
+        line = share.plot(step, [e["p_hybrid"] for e in log], ls="--",
+                          label=f"{run.name}: scheduled p")[0]
+        realised = _smooth(np.array([e["hybrid_share"] for e in log]), max(1, len(log) // 20))
+        share.plot(step, realised, color=line.get_color(), label=f"{run.name}: realised share")
+    share.set(title="curriculum: share of hybrid prompts", xlabel="optimizer step",
+              ylim=(-0.05, 1.05))
+    share.legend(fontsize=7, loc="upper left")
     return _png(fig)
 
 
@@ -209,7 +223,7 @@ def write_report(runs: list[Path], out: Path, split: str = "test", mode: str = "
         f"<h1>llara-kit report: {html.escape(', '.join(r.name for r in runs))}</h1>",
         f'<p class="note">llara-kit {__version__}, written {time.strftime("%Y-%m-%d %H:%M")}.'
         "</p>",
-        "<h2>Training</h2>", training_figure(runs),
+        "<h2>Training</h2>", training_figure(runs), curriculum_figure(runs),
         "<h2>Comparison</h2>", comparison_html,
         "<h2>Runs: candidate position, config and data</h2>",
         *(_run_section(run, split, mode) for run in runs),

@@ -65,6 +65,9 @@ def test_compare_fits_80_columns(run_dir):
         assert any(line.lstrip().startswith(label) for line in table), label
     assert re.search(r"0\.\d{3}±\.\d{3}", result.output)
     assert f"LLaRA head+uc: {run_dir}" in result.output
+    assert re.search(r"HR@1 range over 2 draws: popularity \d\.\d{3}, sasrec alone", result.output)
+    rows = json.loads(CliRunner().invoke(cli, ["compare", str(run_dir), "--json"]).output)
+    assert all(len(row["HR@1 by draw"]) == 2 for row in rows.values())
     wide = CliRunner().invoke(cli, ["compare", str(run_dir), "--intervals"],
                               env={"COLUMNS": "160"})
     assert re.search(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]", wide.output)
@@ -77,7 +80,7 @@ def test_report_holds_the_figures_and_numbers(run_dir, tmp_path):
     assert result.output.strip() == f"report: {out.resolve()}"
     page = out.read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 3  # training curves, comparison chart, HR@1 by position
+    assert len(images) == 4  # training, curriculum, comparison chart, HR@1 by position
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert not re.search(r'(src|href)="https?:', page)  # opens offline
     stored = load_metrics(run_dir)["test"]["score"]
