@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(BIN)/llara-kit train --encoder sasrec --projector mlp --schedule linear --out $(RUN)
 	$(BIN)/llara-kit evaluate $(RUN)
 	$(BIN)/llara-kit compare $(RUN) --against sasrec
+	$(BIN)/llara-kit report $(RUN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
