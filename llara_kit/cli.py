@@ -176,6 +176,8 @@ def _show_data(prepared: PreparedData, reused: bool, as_json: bool) -> None:
         table.add_row(key.replace("_", " "), f"{m['counts'][key]:,}")
     for reason, count in m["skipped"].items():
         table.add_row(f"skipped: {reason}", f"[yellow]{count:,}[/]")
+    for file, columns in m.get("columns", {}).items():
+        table.add_row(f"columns of {file}", ", ".join(f"{k}={v}" for k, v in columns.items()))
     table.add_row("settings", json.dumps(m["settings"]))
     table.add_row("hash", m["hash"][:16])
     table.add_row("folder", str(prepared.path))
@@ -365,7 +367,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
     n = limit or len(loaded.data.splits[split])
     title = f"{run.name}: {method} on {split} ({n} users)"
     if several:
-        title += f", mean over {details['orders']} orders x {details['draws']} draws"
+        title += f", mean over {details['orders']} order(s) x {details['draws']} draw(s)"
     Console().print(metrics_table(title, columns))
     if several:
         show_layouts(details)

@@ -248,8 +248,9 @@ def test_malformed_timestamp(tmp_path):
 
 def test_missing_column(tmp_path):
     rows, titles = small_dataset()
-    with pytest.raises(DataError, match=r"column\(s\) 'timestamp' not in the header"):
-        prepare_csv(tmp_path, rows, titles, header=("user,item,time", "item,title"))
+    with pytest.raises(DataError, match=r"no timestamp column in the header \['user', 'item', "
+                                        r"'when'\]; name it with --data-option time_col=NAME"):
+        prepare_csv(tmp_path, rows, titles, header=("user,item,when", "item,title"))
 
 
 def test_unknown_item_and_untitled_item_are_counted(tmp_path):

@@ -253,6 +253,9 @@ def test_cli_train_with_real_smollm2(assets, tmp_path):
     result = CliRunner().invoke(cli, ["compare", str(out), "--against", "gru4rec", "--json"])
     rows = json.loads(result.stdout)
     assert all("ΔHR@1" in row for row in rows.values())  # every row on the same users
+    result = CliRunner().invoke(cli, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
 
 
 def test_cli_train_bad_option_is_one_line(tmp_path):

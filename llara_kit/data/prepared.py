@@ -219,6 +219,7 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
         "key": key,
         "hash": _content_hash(arrays, items, users, settings),
         **summary,
+        "columns": raw.columns,
         "sources": [{"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
                     for p in raw.sources],
         "llara_kit_version": __version__,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ class RawData:
     years: dict[str, int | None] = field(default_factory=dict)
     sources: list[Path] = field(default_factory=list)  # files read, for the cache key
     skipped: Counter = field(default_factory=Counter)
+    columns: dict[str, dict[str, str]] = field(default_factory=dict)  # file -> role -> column
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -54,6 +57,75 @@ def read_rows(
                     f"found {len(fields)}; fix that line or check the delimiter."
                 )
             yield lineno, fields
+
+
+def _undecodable_line(path: Path, encoding: str) -> tuple[int, int]:
+    """(line, byte) of the first line of ``path`` that does not decode."""
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return lineno, line[exc.start]
+    return 0, 0
+
+
+def _records(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each non-blank record, read by the csv module."""
+    reader = None
+    try:
+        with open(path, encoding=encoding, newline="") as fh:
+            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            start = 1
+            for fields in reader:
+                if any(f.strip() for f in fields):
+                    yield start, fields
+                start = reader.line_num + 1
+    except UnicodeDecodeError:
+        lineno, byte = _undecodable_line(path, encoding)
+        raise DataError(
+            f"{path}:{lineno}: byte 0x{byte:02x} is not valid {encoding}; pass the file's "
+            "encoding as a data option, e.g. --data-option encoding=latin-1."
+        ) from None
+    except csv.Error as exc:
+        line = reader.line_num if reader is not None else 1
+        raise DataError(f"{path}:{line}: {exc}; fix the quoting on that line.") from None
+    except LookupError:
+        raise DataError(
+            f"Unknown encoding {encoding!r} for {path}; use e.g. utf-8 or latin-1."
+        ) from None
+
+
+def read_table(path: Path, delimiter: str = ",", *, encoding: str = "utf-8",
+               header: bool = True) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+    """A delimited text file read by the csv module (RFC 4180: fields quoted with ``"`` may
+    hold the delimiter, quotes and newlines): (header or None, iterator of (line, fields)),
+    blank lines dropped, every record checked against the header's (or first record's) width."""
+    if len(delimiter) != 1:
+        raise DataError(f"delimiter {delimiter!r} must be one character (tab: 'tab').")
+    records = _records(path, delimiter, encoding)
+    first = next(records, None)
+    if first is None:
+        raise DataError(f"{path} is empty; it needs {'a header row and ' if header else ''}"
+                        "one row per record.")
+    names = [h.strip() for h in first[1]] if header else None
+    if header:
+        first = next(records, None)
+        if first is None:
+            raise DataError(f"{path} has a header row but no records; add rows below it.")
+    width = len(names) if names is not None else len(first[1])
+
+    def checked() -> Iterator[tuple[int, list[str]]]:
+        for lineno, fields in itertools.chain([first], records):
+            if len(fields) != width:
+                raise DataError(
+                    f"{path}:{lineno}: expected {width} fields separated by {delimiter!r}, "
+                    f"found {len(fields)}; quote fields that contain the delimiter, or check "
+                    "the delimiter."
+                )
+            yield lineno, fields
+
+    return names, checked()
 
 
 def parse_time(value: str, path: Path, lineno: int) -> float:

@@ -16,6 +16,7 @@ from llara_kit.data.raw import (
     normalise_title,
     parse_time,
     read_rows,
+    read_table,
     require_file,
 )
 from llara_kit.hookspecs import Register, hookimpl
@@ -107,11 +108,31 @@ class MovieLens1M:
         return assemble(interactions, items, movies, [ratings, movies])
 
 
-class CsvData:
-    """Your own data: an interactions file and an items file, each with a header row.
+# Column names recognised when the configured ones are absent, compared without case, "_",
+# "-" or spaces (userId = user_id = "User ID").
+COLUMN_ALIASES = {
+    "user": ("user", "userid", "uid", "username", "reviewerid", "customerid", "visitorid"),
+    "item": ("item", "itemid", "iid", "movieid", "productid", "asin", "artistid", "gameid",
+             "appid", "trackid", "bookid"),
+    "timestamp": ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", "eventtime",
+                  "createdat"),
+    "title": ("title", "name", "itemname", "movietitle", "moviename", "artistname",
+              "productname"),
+}
 
-    Defaults: ``interactions.csv`` with columns user,item,timestamp and ``items.csv`` with
-    columns item,title, comma-separated, in ``data_dir``. Timestamps are numbers or ISO dates.
+
+def _fold(name: str) -> str:
+    return "".join(c for c in name.casefold() if c not in "_- ")
+
+
+class CsvData:
+    """Your own data: an interactions file and an items file, read as RFC 4180 CSV.
+
+    Defaults: ``interactions.csv`` (user, item, timestamp) and ``items.csv`` (item, title) in
+    ``data_dir``, comma-separated, UTF-8, each with a header row whose columns are found by
+    name (common spellings such as ``user_id``, ``movieId`` or ``ts`` are recognised) or named
+    by the ``*_col`` options; ``header=false`` takes the columns in that order (or the
+    ``*_col`` options as 0-based positions). Timestamps are numbers or ISO dates.
     """
 
     def __init__(
@@ -119,44 +140,70 @@ class CsvData:
         data_dir: str | Path | None = None,
         interactions: str = "interactions.csv",
         items: str = "items.csv",
-        user_col: str = "user",
-        item_col: str = "item",
-        time_col: str = "timestamp",
-        title_col: str = "title",
+        user_col: str | int | None = None,
+        item_col: str | int | None = None,
+        time_col: str | int | None = None,
+        title_col: str | int | None = None,
         delimiter: str = ",",
+        encoding: str = "utf-8",
+        header: bool = True,
     ):
         folder = Path(data_dir).expanduser() if data_dir is not None else Path.cwd()
         self.interactions_path = folder / interactions
         self.items_path = folder / items
-        self.user_col, self.item_col, self.time_col = user_col, item_col, time_col
-        self.title_col = title_col
+        self.chosen = {"user": user_col, "item": item_col, "timestamp": time_col,
+                       "title": title_col}
         self.delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter)
+        self.encoding, self.header = encoding, header
 
-    def _columns(self, path: Path, wanted: list[str]) -> tuple[int, list[int]]:
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline().rstrip("\r\n").split(self.delimiter)
-        missing = [c for c in wanted if c not in header]
-        if missing:
+    def _column(self, path: Path, names: list[str] | None, role: str, position: int
+                ) -> tuple[int, str]:
+        """(index, name) of ``role``'s column: the configured name or position, else the
+        first recognised spelling (without a header: ``position``)."""
+        chosen = self.chosen[role]
+        if names is None:
+            index = chosen if isinstance(chosen, int) else position
+            return index, f"column {index + 1}"
+        if chosen is not None:
+            if str(chosen) in names:
+                return names.index(str(chosen)), str(chosen)
             raise DataError(
-                f"{path}:1: column(s) {', '.join(map(repr, missing))} not in the header "
-                f"{header}; name the columns with the data options or fix the header."
+                f"{path}:1: column {str(chosen)!r} ({role}) is not in the header {names}; "
+                f"name one of those with the {role.replace('timestamp', 'time')}_col data option."
             )
-        return len(header), [header.index(c) for c in wanted]
+        folded = [_fold(n) for n in names]
+        for alias in COLUMN_ALIASES[role]:
+            if alias in folded:
+                return folded.index(alias), names[folded.index(alias)]
+        raise DataError(
+            f"{path}:1: no {role} column in the header {names}; name it with --data-option "
+            f"{role.replace('timestamp', 'time')}_col=NAME."
+        )
+
+    def _read(self, path: Path, roles: tuple[str, ...]):
+        names, records = read_table(path, self.delimiter, encoding=self.encoding,
+                                    header=self.header)
+        found = [self._column(path, names, role, position)
+                 for position, role in enumerate(roles)]
+        last = max(i for i, _ in found)
+        for lineno, fields in records:
+            if last >= len(fields):
+                raise DataError(f"{path}:{lineno}: has {len(fields)} fields, fewer than the "
+                                "column positions asked for; check the *_col options.")
+            yield lineno, [fields[i] for i, _ in found]
+        self.columns[path.name] = {role: name for role, (_, name) in zip(roles, found,
+                                                                           strict=True)}
 
     def read(self) -> RawData:
         inter = require_file(self.interactions_path, "Interactions")
         items = require_file(self.items_path, "Items")
-        n_inter, (u, i, t) = self._columns(inter, [self.user_col, self.item_col, self.time_col])
-        n_items, (ik, tk) = self._columns(items, [self.item_col, self.title_col])
-        interaction_rows = (
-            (f[u], f[i], parse_time(f[t], inter, n))
-            for n, f in read_rows(inter, self.delimiter, n_inter, header=True)
-        )
-        item_rows = (
-            (n, f[ik], f[tk], None)
-            for n, f in read_rows(items, self.delimiter, n_items, header=True)
-        )
-        return assemble(interaction_rows, item_rows, items, [inter, items])
+        self.columns: dict[str, dict[str, str]] = {}
+        interaction_rows = ((u, i, parse_time(t, inter, n))
+                            for n, (u, i, t) in self._read(inter, ("user", "item", "timestamp")))
+        item_rows = ((n, i, title, None) for n, (i, title) in self._read(items, ("item", "title")))
+        raw = assemble(interaction_rows, item_rows, items, [inter, items])
+        raw.columns = self.columns
+        return raw
 
 
 class RecBoleAtomic:
