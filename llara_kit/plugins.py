@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = (
     "llara_kit.projectors",
     "llara_kit.schedules",
     "llara_kit.data.sources",
+    "llara_kit.data.public",
     "llara_kit.encoders.sasrec",
     "llara_kit.encoders.gru4rec",
     "llara_kit.encoders.caser",

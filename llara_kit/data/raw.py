@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import gzip
 import itertools
+import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -70,12 +73,14 @@ def _undecodable_line(path: Path, encoding: str) -> tuple[int, int]:
     return 0, 0
 
 
-def _records(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
+def _records(path: Path, delimiter: str, encoding: str, quoted: bool
+             ) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of each non-blank record, read by the csv module."""
     reader = None
+    quoting = {} if quoted else {"quoting": csv.QUOTE_NONE}
     try:
         with open(path, encoding=encoding, newline="") as fh:
-            reader = csv.reader(fh, delimiter=delimiter, strict=True)
+            reader = csv.reader(fh, delimiter=delimiter, strict=True, **quoting)
             start = 1
             for fields in reader:
                 if any(f.strip() for f in fields):
@@ -97,13 +102,15 @@ def _records(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, l
 
 
 def read_table(path: Path, delimiter: str = ",", *, encoding: str = "utf-8",
-               header: bool = True) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
+               header: bool = True, quoted: bool = True
+               ) -> tuple[list[str] | None, Iterator[tuple[int, list[str]]]]:
     """A delimited text file read by the csv module (RFC 4180: fields quoted with ``"`` may
-    hold the delimiter, quotes and newlines): (header or None, iterator of (line, fields)),
-    blank lines dropped, every record checked against the header's (or first record's) width."""
+    hold the delimiter, quotes and newlines; ``quoted=False`` for files that never quote):
+    (header or None, iterator of (line, fields)), blank lines dropped, every record checked
+    against the header's (or first record's) width."""
     if len(delimiter) != 1:
         raise DataError(f"delimiter {delimiter!r} must be one character (tab: 'tab').")
-    records = _records(path, delimiter, encoding)
+    records = _records(path, delimiter, encoding, quoted)
     first = next(records, None)
     if first is None:
         raise DataError(f"{path} is empty; it needs {'a header row and ' if header else ''}"
@@ -126,6 +133,36 @@ def read_table(path: Path, delimiter: str = ",", *, encoding: str = "utf-8",
             yield lineno, fields
 
     return names, checked()
+
+
+def read_dict_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, dict]]:
+    """(line, record) for each line of a JSON-lines file, plain or gzipped. A line that is not
+    JSON is read as a Python literal (``ast.literal_eval``: data only, never code), the form
+    of some public data sets."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding=encoding) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    try:
+                        record = ast.literal_eval(line.strip())
+                    except (ValueError, SyntaxError, MemoryError, RecursionError):
+                        raise DataError(
+                            f"{path}:{lineno}: neither JSON nor a Python literal; fix or remove "
+                            "that line."
+                        ) from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}:{lineno}: expected one record ({{...}}) per line.")
+                yield lineno, record
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid {encoding}; pass its encoding as a data option, "
+                        "e.g. --data-option encoding=latin-1.") from None
+    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip
+        raise DataError(f"{path}: cannot be read ({exc}); download it again.") from None
 
 
 def parse_time(value: str, path: Path, lineno: int) -> float:

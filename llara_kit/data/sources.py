@@ -59,7 +59,7 @@ def _year(value: str) -> int | None:
     return int(value) if value.strip().isdigit() else None
 
 
-def _data_dir(data_dir: str | Path | None, dataset: str) -> Path:
+def data_dir_path(data_dir: str | Path | None, dataset: str) -> Path:
     if data_dir is None:
         raise DataError(f"Data set {dataset!r} needs --data-dir pointing at its files.")
     path = Path(data_dir).expanduser()
@@ -77,7 +77,7 @@ class MovieLens100K:
     def read(self) -> RawData:
         if self.data_dir is None:
             return RecBoleAtomic(_recbole_example_dir("ml-100k"), name="ml-100k").read()
-        folder = _data_dir(self.data_dir, "ml-100k")
+        folder = data_dir_path(self.data_dir, "ml-100k")
         data = require_file(folder / "u.data", "MovieLens-100K ratings")
         item = require_file(folder / "u.item", "MovieLens-100K items")
         interactions = (
@@ -97,7 +97,7 @@ class MovieLens1M:
         self.data_dir = data_dir
 
     def read(self) -> RawData:
-        folder = _data_dir(self.data_dir, "ml-1m")
+        folder = data_dir_path(self.data_dir, "ml-1m")
         ratings = require_file(folder / "ratings.dat", "MovieLens-1M ratings")
         movies = require_file(folder / "movies.dat", "MovieLens-1M movies")
         interactions = (
@@ -211,7 +211,7 @@ class RecBoleAtomic:
 
     def __init__(self, data_dir: str | Path | None = None, name: str | None = None,
                  title_field: str | None = None):
-        self.folder = _data_dir(data_dir, "recbole")
+        self.folder = data_dir_path(data_dir, "recbole")
         self.name = name or self.folder.name
         self.title_field = title_field
 
