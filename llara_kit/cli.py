@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 import warnings
@@ -39,19 +40,37 @@ from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
 from llara_kit.recommend import Recommender
 from llara_kit.run import load_prepared, load_run, run_config
+from llara_kit.storage import HOME_ENV
 from llara_kit.train import train as run_training
 
 stderr = Console(stderr=True)
 
 
 class _Group(click.Group):
-    """Turns LlaraKitError into one clear line and exit status 1, never a traceback."""
+    """Turns LlaraKitError, and a full disk or a folder it may not write, into one clear line
+    and exit status 1, never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except LlaraKitError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if exc.errno not in _FILE_SYSTEM_ERRORS:
+                raise
+            raise click.ClickException(file_system_message(exc)) from exc
+
+
+# A full disk, a read-only file system, missing permissions: the user's to fix.
+_FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def file_system_message(exc: OSError) -> str:
+    where = f" at {exc.filename}" if exc.filename else ""
+    fix = ("check its permissions" if exc.errno in (errno.EACCES, errno.EPERM)
+           else "free some space")
+    return (f"{exc.strerror}{where}; {fix}, or point --out / ${HOME_ENV} at a writable folder "
+            "(what was written before is intact: every write goes to a temporary file first).")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

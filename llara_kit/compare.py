@@ -13,7 +13,7 @@ import numpy as np
 from llara_kit.data import PreparedData
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import load_metrics
+from llara_kit.evaluate import load_metrics, read_predictions
 from llara_kit.layouts import layout_summary, layouts
 from llara_kit.metrics import (
     CANDIDATE_METRICS,
@@ -23,7 +23,6 @@ from llara_kit.metrics import (
     summarise,
 )
 from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
-from llara_kit.storage import read_jsonl
 
 SCHEDULE_LABELS = {  # schedule -> (full label, short label for the terminal)
     "linear": ("LLaRA (curriculum)", "LLaRA"),
@@ -67,8 +66,7 @@ def _stored_row(run: Path, split: str, method: str, stored: dict) -> Row:
     """A run's stored method (its metrics.json entry): per-sample values from its
     predictions file."""
     metrics = stored["metrics"]
-    path = run / f"predictions-{split}-{method}.jsonl"
-    preds = read_jsonl(path) if path.is_file() else []
+    preds = read_predictions(run, split, method)
     row = Row(metrics)
     if preds and "ranks" in preds[0]:  # several orders or draws
         row = _from_ranks(np.array([p["ranks"] for p in preds]).T, metrics)

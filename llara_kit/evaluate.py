@@ -35,7 +35,7 @@ from llara_kit.objectives import TitleObjective
 from llara_kit.plugins import build_component
 from llara_kit.prompts import Prompt
 from llara_kit.run import LoadedRun
-from llara_kit.storage import write_json, write_jsonl
+from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
 
 MODES = ("score", "generate", "constrained")
 
@@ -175,18 +175,37 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
                    history=s.history_of(i),
                    candidates=candidates[i].tolist(), target=int(targets[i]))
     if record:
-        record_metrics(run.path, split, method, metrics, info)
-        write_jsonl(run.path / f"predictions-{split}-{method}.jsonl", rows)
+        record_metrics(run.path, split, method, metrics, info, rows)
     return metrics
 
 
 def record_metrics(run_dir: Path, split: str, method: str, metrics: dict,
-                   info: dict[str, Any]) -> None:
-    """Add one method's metrics to the run's metrics.json (atomically)."""
-    path = Path(run_dir) / "metrics.json"
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    stored.setdefault(split, {})[method] = {**info, "metrics": metrics}
-    write_json(path, stored)
+                   info: dict[str, Any], predictions: list[dict]) -> None:
+    """Write one method's predictions, then add its metrics, with the predictions' sha256, to
+    the run's metrics.json (each atomically): a kill between the two leaves metrics that do
+    not vouch for the new predictions, and ``read_predictions`` refuses them."""
+    path = Path(run_dir) / f"predictions-{split}-{method}.jsonl"
+    write_jsonl(path, predictions)
+    metrics_path = Path(run_dir) / "metrics.json"
+    stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    stored.setdefault(split, {})[method] = {**info, "metrics": metrics,
+                                            "predictions_sha256": sha256_file(path)}
+    write_json(metrics_path, stored)
+
+
+def read_predictions(run_dir: Path, split: str, method: str) -> list[dict]:
+    """The predictions ``evaluate`` recorded for ``method`` on ``split`` ([] if none), checked
+    against the sha256 in metrics.json."""
+    path = Path(run_dir) / f"predictions-{split}-{method}.jsonl"
+    if not path.is_file():
+        return []
+    expected = load_metrics(run_dir).get(split, {}).get(method, {}).get("predictions_sha256")
+    if expected is not None and sha256_file(path) != expected:
+        raise LlaraKitError(
+            f"{str(path)!r} does not match the metrics recorded with it (an evaluation was "
+            f"interrupted); run `llara-kit evaluate {run_dir} --split {split}` again."
+        )
+    return read_jsonl(path)
 
 
 def load_metrics(run_dir: Path) -> dict[str, Any]:

@@ -14,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import record_metrics
+from llara_kit.evaluate import read_predictions, record_metrics
 from llara_kit.metrics import CANDIDATE_METRICS, per_sample, summarise, target_ranks
 from llara_kit.ranking import all_item_scores
 from llara_kit.run import LoadedRun
-from llara_kit.storage import read_jsonl, write_jsonl
 
 LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 
@@ -65,8 +64,7 @@ def stored_scores(run: LoadedRun, split: str, method: str = "score", every: bool
                   ) -> np.ndarray:
     """The LLM's candidate scores stored by ``evaluate``: (n, C) for the first n samples of
     ``split`` (``every``: all of them)."""
-    path = run.path / f"predictions-{split}-{method}.jsonl"
-    rows = read_jsonl(path) if path.is_file() else []
+    rows = read_predictions(run.path, split, method)
     if not rows or "scores" not in rows[0] or (every and len(rows) != len(run.data.splits[split])):
         raise LlaraKitError(
             f"Fusion needs the {method} scores of {'every' if every else 'some'} {split} "
@@ -92,9 +90,8 @@ def evaluate_fusion(run: LoadedRun, method: str = "score", record: bool = True
     if record:
         info = {"mode": "score", "of": method, "lambda": _label(lam), "valid_HR@1": table,
                 "valid_samples": n, "samples": len(test)}
-        record_metrics(run.path, "test", "fused", metrics, info)
         rows = [{"ranking": test.candidates[i][np.argsort(-fused[i], kind="stable")].tolist(),
                  "hit": bool(ranks[i] == 0), "target": int(test.targets[i])}
                 for i in range(len(test))]
-        write_jsonl(run.path / "predictions-test-fused.jsonl", rows)
+        record_metrics(run.path, "test", "fused", metrics, info, rows)
     return {"lambda": _label(lam), "valid_HR@1": table, "metrics": metrics}

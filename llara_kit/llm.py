@@ -65,7 +65,7 @@ def _convert_embedded(name: str) -> Path:
     config.pop("_name_or_path", None)
     clean = type(model)(type(model.config).from_dict(config))
     clean.load_state_dict(model.state_dict())
-    with staged_dir(folder) as tmp:
+    with staged_dir(folder, keep=lambda f: (f / "config.json").is_file()) as tmp:
         clean.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return folder

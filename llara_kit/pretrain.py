@@ -144,8 +144,11 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads(),
         "test": score_item_scorer(encoder, data, "test", seed=settings.seed),
     }
-    with staged_dir(folder) as tmp:  # with force: replaces the stored one
+    # another process may have stored the same encoder meanwhile: keep it (unless --force)
+    keep = None if force else (lambda f: (f / "pretrain.json").is_file())
+    with staged_dir(folder, keep) as tmp:
         encoder.save(tmp)
         write_jsonl(tmp / "train_log.jsonl", log)
         write_json(tmp / "pretrain.json", report)
-    return Pretrained(encoder, folder, report, reused=False)
+    stored = json.loads((folder / "pretrain.json").read_text())  # ours, or the first stored
+    return Pretrained(load_encoder(folder), folder, stored, reused=False)

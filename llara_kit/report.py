@@ -125,6 +125,8 @@ def comparison_figure(rows: dict[str, Row]) -> str:
 
 def position_figure(run: Path, details: dict[str, Any]) -> str:
     """HR@1 by the target's candidate position and the share of top-1 picks at each."""
+    from matplotlib.ticker import MaxNLocator  # _figure has checked that matplotlib is there
+
     pos = details["by_position"]
     n = len(pos["samples"])
     x = np.arange(1, n + 1)
@@ -140,6 +142,8 @@ def position_figure(run: Path, details: dict[str, Any]) -> str:
     picks.axhline(1 / n, color="k", ls="--", lw=1, label=f"uniform 1/{n}")
     picks.set(title="share of top-1 picks at each position", xlabel="candidate position")
     picks.legend(fontsize=7)
+    for ax in (hit, picks):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{run.name}: {details['orders']} order(s) x {details['draws']} draw(s), "
                  f"{details['samples']} samples each", fontsize=9)
     return _png(fig)
@@ -187,20 +191,27 @@ def _run_section(run: Path, split: str, mode: str) -> str:
     stored = load_metrics(run).get(split, {}).get(mode) if (run / "metrics.json").is_file() \
         else None
     if stored and "by_position" in stored:
-        bias = stored["position_bias"]
+        bias, spread = stored["position_bias"], stored["spread"]
         parts.append(position_figure(run, stored))
-        parts.append(
-            f"<p>Position bias: HR@1 spreads {bias['HR@1_spread']:.3f} across positions "
-            f"(χ² p={bias['HR@1_p']:.2g}); top-1 picks uniform over positions: χ² "
-            f"p={bias['top1_p']:.2g}. HR@1 over orders: range "
-            f"{stored['spread']['orders']['range']:.3f}; over draws: range "
-            f"{stored['spread']['draws']['range']:.3f}. More orders: "
-            f"<code>llara-kit evaluate {html.escape(str(run))} --permutations 5</code>.</p>")
+        text = (f"Position bias: HR@1 spreads {bias['HR@1_spread']:.3f} across positions "
+                f"(χ² test of hits independent of position: p={bias['HR@1_p']:.2g}); top-1 "
+                f"picks uniform over positions: χ² p={bias['top1_p']:.2g}.")
+        if stored["orders"] > 1:
+            text += f" HR@1 over {stored['orders']} orders: range {spread['orders']['range']:.3f}."
+        else:
+            text += (" More orders: <code>llara-kit evaluate "
+                     f"{html.escape(str(run))} --permutations 5</code>.")
+        if stored["draws"] > 1:
+            text += (f" HR@1 over {stored['draws']} draws: "
+                     f"{', '.join(f'{x:.3f}' for x in spread['draws']['HR@1'])} "
+                     f"(range {spread['draws']['range']:.3f}).")
+        parts.append(f"<p>{text}</p>")
     else:
         parts.append(f'<p class="note">No {mode} results on {split} by position yet: run '
                      f"<code>llara-kit evaluate {html.escape(str(run))}</code>.</p>")
     summary = run / "summary.json"
     facts = {"data set": data.get("dataset", "-"), "data hash": data["hash"],
+             "data settings": json.dumps(data.get("settings", {})),
              **{f"training: {k}": str(v) for k, v in
                 (json.loads(summary.read_text()) if summary.is_file() else {}).items()}}
     config = {k: json.dumps(v) for k, v in sorted(saved["config"].items())}

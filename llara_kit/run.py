@@ -131,7 +131,9 @@ def load_run(path: Path, device: str = "cpu", draws: int = 1) -> LoadedRun:
     """Rebuild a trained LLaRA model from its run folder, on data with ``draws`` negative
     sets for valid and test."""
     path = Path(path)
-    needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder")
+    # summary.json is written last: without it training did not finish (or was killed)
+    needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder",
+              "summary.json")
     missing = [n for n in needed if not (path / n).exists()]
     if missing:
         raise LlaraKitError(

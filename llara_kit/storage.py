@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,21 +44,39 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 @contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty folder beside ``final``; on success it replaces ``final`` whole.
+def staged_dir(final: Path, keep: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield an empty folder beside ``final``; on success it becomes ``final`` whole.
 
-    Readers never see a half-written folder; on failure nothing of it remains.
+    Readers never see a half-written folder; on failure nothing of it remains. When ``final``
+    already exists and ``keep(final)`` is true (another process finished the same artifact
+    first) the new folder is discarded; otherwise the old one moves to ``<final>.old`` and is
+    removed once the new one is in place, so a kill at any moment leaves a complete folder at
+    ``final`` or at ``<final>.old`` (see ``complete_dir``).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    old = final.with_name(final.name + ".old")
     try:
         yield tmp
-        if final.exists():  # stale or forced: the new one replaces it
-            shutil.rmtree(final)
+        if final.exists() and keep is not None and keep(final):
+            return
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
         os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def complete_dir(final: Path, marker: str) -> Path | None:
+    """``final`` if it holds ``marker`` (a file written last), else the ``<final>.old`` a
+    replacement interrupted between its two renames left, else None."""
+    for folder in (Path(final), Path(final).with_name(Path(final).name + ".old")):
+        if (folder / marker).is_file():
+            return folder
+    return None
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> None:
@@ -67,9 +85,14 @@ def write_jsonl(path: Path, rows: list[Any]) -> None:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
 
 
-def read_jsonl(path: Path) -> list[Any]:
+def read_jsonl(path: Path, torn_tail: bool = False) -> list[Any]:
+    """JSON lines; with ``torn_tail`` a last line cut short (a log appended to when its
+    process was killed) is dropped."""
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        lines = [line for line in fh if line.strip()]
+    if torn_tail and lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def sha256_file(path: Path) -> str:

@@ -45,7 +45,7 @@ from llara_kit.run import (
     save_encoder_copy,
     save_trainable,
 )
-from llara_kit.storage import read_jsonl, staged_dir, write_json, write_jsonl
+from llara_kit.storage import complete_dir, read_jsonl, staged_dir, write_json, write_jsonl
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
 _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
@@ -195,8 +195,8 @@ class Trainer:
             write_json(tmp / "state.json", {"step": step})
 
     def load_checkpoint(self) -> int:
-        ckpt = self.run_dir / "checkpoint"
-        if not (ckpt / "state.json").is_file():
+        ckpt = complete_dir(self.run_dir / "checkpoint", "state.json")
+        if ckpt is None:
             return 0
         adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
         set_peft_model_state_dict(self.model.llm, adapter)
@@ -209,7 +209,7 @@ class Trainer:
         cfg, plan = self.cfg, self.plan
         start = self.load_checkpoint() if resume else 0
         log_path = self.run_dir / "train_log.jsonl"
-        kept = read_jsonl(log_path) if resume and log_path.exists() else []
+        kept = read_jsonl(log_path, torn_tail=True) if resume and log_path.exists() else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
         write_jsonl(log_path, log)
         if start >= plan.total_steps:
@@ -291,7 +291,8 @@ class Trainer:
             "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
         }
         write_json(self.run_dir / "summary.json", summary)
-        shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+        for name in ("checkpoint", "checkpoint.old"):
+            shutil.rmtree(self.run_dir / name, ignore_errors=True)
         return summary
 
 

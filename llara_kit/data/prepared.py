@@ -188,6 +188,12 @@ def _sources_unchanged(manifest: dict) -> bool:
     )
 
 
+def _fresh(folder: Path) -> bool:
+    """A complete prepared folder whose source files are unchanged."""
+    path = folder / "manifest.json"
+    return path.is_file() and _sources_unchanged(json.loads(path.read_text()))
+
+
 def _load(folder: Path) -> PreparedData:
     manifest = json.loads((folder / "manifest.json").read_text())
     items = read_jsonl(folder / "items.jsonl")
@@ -205,10 +211,8 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
                   "settings": settings.to_dict()}
     key = sha256_json(key_fields)
     folder = (home or cache_home()) / "data" / f"{dataset}-{key[:16]}"
-    if (folder / "manifest.json").is_file():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if _sources_unchanged(manifest):
-            return _load(folder), True
+    if _fresh(folder):
+        return _load(folder), True
 
     started = time.perf_counter()
     reader = build_component("dataset", dataset, **options)
@@ -225,7 +229,7 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
         "llara_kit_version": __version__,
         "prepare_seconds": round(time.perf_counter() - started, 3),
     }
-    with staged_dir(folder) as tmp:  # replaces a stale folder whose sources changed
+    with staged_dir(folder, keep=_fresh) as tmp:  # a stale folder (sources changed) is replaced
         save_file(arrays, str(tmp / "arrays.safetensors"))
         write_jsonl(tmp / "items.jsonl", items)
         write_json(tmp / "users.json", users)

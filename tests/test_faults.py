@@ -1,0 +1,128 @@
+"""Faults survived: a process killed at any moment, two processes building the same thing, a
+full disk. Real subprocesses where the fault is a process's death."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import tiny_llm_folder, train_tiny, write_cycle_files
+from safetensors.torch import load_file
+
+from llara_kit.cli import cli
+from llara_kit.storage import complete_dir, read_jsonl, staged_dir
+
+CLI = [sys.executable, "-c", "from llara_kit.cli import main; main()"]
+
+
+def train_args(root, out, checkpoint_every=3):
+    return ["train", "--dataset", "csv", "--data-dir", str(write_cycle_files(root / "cycle")),
+            "--llm", str(tiny_llm_folder(root / "tiny")), "--history", "5", "--candidates", "10",
+            "--split", "0.6,0.2,0.2", "--template", "item", "--precision", "fp32",
+            "--batch-size", "4", "--max-train-samples", "240", "--encoder-option",
+            "hidden_size=16", "--checkpoint-every", str(checkpoint_every), "--out", str(out)]
+
+
+def test_train_killed_mid_run_resumes_to_the_same_adapter(tmp_path):
+    straight = CliRunner().invoke(cli, train_args(tmp_path, tmp_path / "straight"))
+    assert straight.exit_code == 0, straight.output
+    log = tmp_path / "killed" / "train_log.jsonl"
+    proc = subprocess.Popen([*CLI, *train_args(tmp_path, tmp_path / "killed")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and log.read_bytes().count(b"\n") >= 20:  # of 60 steps
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    done = len(read_jsonl(log, torn_tail=True))
+    ckpt = complete_dir(tmp_path / "killed" / "checkpoint", "state.json")
+    resumed_from = json.loads((ckpt / "state.json").read_text())["step"]
+    assert 0 <= done - resumed_from <= 3 + 1  # at most checkpoint_every (+ the step in flight)
+    result = CliRunner().invoke(cli, [*train_args(tmp_path, tmp_path / "killed"), "--resume"])
+    assert result.exit_code == 0, result.output
+    a = load_file(tmp_path / "straight/adapter/adapter_model.safetensors")
+    b = load_file(tmp_path / "killed/adapter/adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert [e["step"] for e in read_jsonl(log)] == list(range(60))
+
+
+def test_two_processes_build_the_same_data_and_encoder_at_once(tmp_path):
+    folder = write_cycle_files(tmp_path / "cycle", n_items=300, n_users=600, length=40)
+    args = ["pretrain", "--encoder", "gru4rec", "--dataset", "csv", "--data-dir", str(folder),
+            "--epochs", "2", "--json"]
+    procs = [subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    reports = [json.loads(out) for out, _ in outs]
+    assert reports[0]["path"] == reports[1]["path"] and reports[0] == reports[1]
+    path = reports[0]["path"]
+    assert os.path.isfile(os.path.join(path, "pretrain.json"))
+    assert os.path.isfile(os.path.join(path, "encoder.safetensors"))
+    for kind in ("data", "encoders"):
+        root = os.path.join(os.environ["LLARA_KIT_HOME"], kind)
+        assert not [n for n in os.listdir(root) if n.endswith((".tmp", ".old"))], kind
+
+
+def test_a_full_disk_or_read_only_home_is_one_sentence(tmp_path, monkeypatch):
+    for code, text, fix in ((errno.ENOSPC, "No space left on device", "free some space"),
+                            (errno.EROFS, "Read-only file system", "free some space"),
+                            (errno.EACCES, "Permission denied", "check its permissions")):
+        def refuse(*args, code=code, text=text, **kw):
+            raise OSError(code, text, str(tmp_path / "home"))
+
+        monkeypatch.setattr("llara_kit.storage.tempfile.mkdtemp", refuse)
+        monkeypatch.setenv("LLARA_KIT_HOME", str(tmp_path / f"home-{code}"))
+        result = CliRunner().invoke(cli, ["data", "prepare"])
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert lines[-1].startswith(f"Error: {text} at {tmp_path / 'home'}; {fix}, or point "
+                                    "--out / $LLARA_KIT_HOME at a writable folder")
+        assert "Traceback" not in result.output
+
+
+def test_interrupted_evaluation_is_not_trusted(tmp_path):
+    run = train_tiny(tmp_path, "run")
+    assert CliRunner().invoke(cli, ["evaluate", str(run), "--no-fuse"]).exit_code == 0
+    preds = run / "predictions-test-score.jsonl"
+    rows = read_jsonl(preds)
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows[:-1]))  # not what was recorded
+    result = CliRunner().invoke(cli, ["compare", str(run)])
+    assert result.exit_code == 1
+    assert "does not match the metrics recorded with it (an evaluation was interrupted)" in \
+        result.output
+
+
+def test_staged_folders_survive_a_kill_between_renames(tmp_path):
+    final = tmp_path / "ckpt"
+    with staged_dir(final) as tmp:
+        (tmp / "state.json").write_text("1")
+    with staged_dir(final) as tmp:
+        (tmp / "state.json").write_text("2")
+    assert (final / "state.json").read_text() == "2" and not final.with_name("ckpt.old").exists()
+    os.replace(final, final.with_name("ckpt.old"))  # as if killed between the two renames
+    assert complete_dir(final, "state.json") == final.with_name("ckpt.old")
+    with staged_dir(final, keep=lambda f: True) as tmp:  # nothing there: ours is stored
+        (tmp / "state.json").write_text("3")
+    with staged_dir(final, keep=lambda f: True) as tmp:  # another finished first: kept
+        (tmp / "state.json").write_text("4")
+    assert (final / "state.json").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_a_torn_log_line_is_dropped(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 0}\n{"step": 1}\n{"st')
+    assert read_jsonl(path, torn_tail=True) == [{"step": 0}, {"step": 1}]
+    with pytest.raises(json.JSONDecodeError):
+        read_jsonl(path)
