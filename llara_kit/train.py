@@ -373,6 +373,6 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
         )
     trainer = Trainer(cfg, run_dir, console, show_progress)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume or not (run_dir / "data.json").is_file():  # a kill may have come between
         write_run_config(cfg, run_dir, trainer.data.manifest)
     return trainer.run(resume=resume)
