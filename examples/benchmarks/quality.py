@@ -46,14 +46,16 @@ FORMS = {  # prompt forms: schedule and user-conditioned tokens
 # Training samples. On 2 AVX2 cores in fp32 (no bf16) a sample takes ~1.9 s, so 256 samples
 # are the default run's ~8 minutes; one forward over 943 users takes ~8 minutes.
 BUDGETS = (64, 128, 256)
+LONG_BUDGETS = (512, 1024)  # the chosen form only: its curve toward one CPU-hour of training
 SEEDS = (0, 1, 2)
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
 TITLE_VALID_USERS = 100  # title-likelihood scoring costs ~20 forwards per user
 ZERO_SHOT_USERS = 100
 # The order points run in: the most informative first, so a partial grid still answers.
 ORDER = ("head-user-cond-256", "head-text-only-256", "head-curriculum-256",
-         "head-user-cond-hybrid-256", "head-user-cond-128", "head-user-cond-256-seed1",
-         "head-user-cond-256-seed2", "title-curriculum-128")
+         "head-user-cond-hybrid-256", "head-user-cond-256-seed1", "head-user-cond-256-seed2",
+         "head-user-cond-1024", "head-user-cond-128", "head-user-cond-512",
+         "title-curriculum-128")
 
 
 def grid() -> dict[str, dict]:
@@ -67,6 +69,9 @@ def grid() -> dict[str, dict]:
             points[f"head-{form}-{BUDGETS[-1]}-seed{seed}"] = {
                 "objective": "head", **settings, "max_train_samples": BUDGETS[-1],
                 "seed": seed}
+    for budget in LONG_BUDGETS:
+        points[f"head-user-cond-{budget}"] = {"objective": "head", **FORMS["user-cond"],
+                                              "max_train_samples": budget}
     for budget in BUDGETS[1:2]:  # the paper's objective: costly to score
         points[f"title-curriculum-{budget}"] = {"objective": "title", **FORMS["curriculum"],
                                                 "max_train_samples": budget}
