@@ -20,6 +20,12 @@ def cache_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".cache" / "llara-kit")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -29,6 +35,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the usual mode
     os.close(fd)
     try:
         yield Path(tmp)
@@ -56,6 +63,7 @@ def staged_dir(final: Path, keep: Callable[[Path], bool] | None = None) -> Itera
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
     old = final.with_name(final.name + ".old")
     try:
         yield tmp

@@ -127,3 +127,17 @@ def test_a_torn_log_line_is_dropped(tmp_path):
     assert read_jsonl(path, torn_tail=True) == [{"step": 0}, {"step": 1}]
     with pytest.raises(json.JSONDecodeError):
         read_jsonl(path)
+
+
+def test_written_files_get_the_usual_modes(tmp_path):
+    from llara_kit.storage import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with staged_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
