@@ -347,7 +347,8 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
 @click.option("--zero-shot", is_flag=True, help="Evaluate the untuned LLM (text-only prompts).")
 @click.option("--fuse/--no-fuse", default=True, show_default=True,
               help="In score mode on test: also score valid, choose the fusion weight with the "
-                   "encoder there, and record the fused ranking on test.")
+                   "encoder there, and record the fused ranking on test (first draw only: "
+                   "skipped with --draws).")
 @click.option("--permutations", default=1, show_default=True, type=click.IntRange(min=1),
               help="Score every sample under this many seeded candidate orders (the stored "
                    "one first) and report HR@1 by the target's position.")
