@@ -1,9 +1,8 @@
 """llara-kit: LLaRA sequential recommendation as a plugin-based toolkit."""
 
-__version__ = "0.1.0"
-
 from llara_kit.hookspecs import hookimpl
 from llara_kit.plugins import get_component, load_plugins, register_plugin
+from llara_kit.version import VERSION as __version__
 
 
 def get_projector(name: str):

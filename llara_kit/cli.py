@@ -15,7 +15,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from llara_kit import __version__
 from llara_kit.compare import (
     PAIRED,
     add_paired,
@@ -42,6 +41,7 @@ from llara_kit.recommend import Recommender
 from llara_kit.run import load_prepared, load_run, run_config
 from llara_kit.storage import HOME_ENV
 from llara_kit.train import train as run_training
+from llara_kit.version import VERSION
 
 stderr = Console(stderr=True)
 
@@ -74,7 +74,7 @@ def file_system_message(exc: OSError) -> str:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="llara-kit")
+@click.version_option(VERSION, prog_name="llara-kit")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """LLaRA recommendation with LLMs: train, evaluate and extend with plugins."""

@@ -18,8 +18,9 @@ from typing import Any
 
 import pluggy
 
-from llara_kit import __version__, hookspecs
+from llara_kit import hookspecs
 from llara_kit.errors import PluginError, UnknownComponentError
+from llara_kit.version import VERSION
 
 KINDS = ("encoder", "projector", "template", "schedule", "dataset", "objective")
 
@@ -133,7 +134,7 @@ class PluginHost:
         self.registries = {kind: Registry(kind) for kind in KINDS}
         self.plugins: dict[str, PluginInfo] = {}
         for module_name in builtins:
-            info = PluginInfo(module_name, __version__, "built-in")
+            info = PluginInfo(module_name, VERSION, "built-in")
             self.add_plugin(importlib.import_module(module_name), info)
             if info.error:
                 raise PluginError(f"Built-in plugin {module_name!r} is broken: {info.error}")

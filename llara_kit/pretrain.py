@@ -18,7 +18,6 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.nn import functional as F
 
-from llara_kit import __version__
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.errors import LlaraKitError
@@ -32,6 +31,7 @@ from llara_kit.storage import (
     write_json,
     write_jsonl,
 )
+from llara_kit.version import VERSION
 
 FORMAT = 1  # bump when training changes what a stored encoder means
 
@@ -139,7 +139,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
     encoder.load_state_dict(best_state)
     encoder.eval()
     report = {
-        **key_fields, "key": key, "llara_kit_version": __version__,
+        **key_fields, "key": key, "llara_kit_version": VERSION,
         "epochs_run": len(log), "best_epoch": int(np.argmax([e["valid_mrr"] for e in log])),
         "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads(),
         "test": score_item_scorer(encoder, data, "test", seed=settings.seed),

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from llara_kit import __version__
 from llara_kit.compare import PAIRED, Row, add_paired, comparison, evaluated_draws, table_json
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import load_metrics
 from llara_kit.metrics import format_interval
 from llara_kit.run import load_prepared, run_config
 from llara_kit.storage import atomic_path, read_jsonl
+from llara_kit.version import VERSION
 
 INSTALL_HINT = "pip install 'llara-kit[report]'"
 _STYLE = """
@@ -232,7 +232,7 @@ def write_report(runs: list[Path], out: Path, split: str = "test", mode: str = "
     comparison_html, _ = _comparison_section(runs, split, mode)
     body = [
         f"<h1>llara-kit report: {html.escape(', '.join(r.name for r in runs))}</h1>",
-        f'<p class="note">llara-kit {__version__}, written {time.strftime("%Y-%m-%d %H:%M")}.'
+        f'<p class="note">llara-kit {VERSION}, written {time.strftime("%Y-%m-%d %H:%M")}.'
         "</p>",
         "<h2>Training</h2>", training_figure(runs), curriculum_figure(runs),
         "<h2>Comparison</h2>", comparison_html,

@@ -29,7 +29,6 @@ from rich.progress import (
 )
 from safetensors.torch import load_file, save_file
 
-from llara_kit import __version__
 from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
 from llara_kit.errors import LlaraKitError
@@ -46,6 +45,7 @@ from llara_kit.run import (
     save_trainable,
 )
 from llara_kit.storage import complete_dir, read_jsonl, staged_dir, write_json, write_jsonl
+from llara_kit.version import VERSION
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
 _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
@@ -330,7 +330,7 @@ def write_run_config(cfg: TrainConfig, run_dir: Path, data_manifest: dict) -> No
     for comp in components.values():
         comp["version"] = plugins.plugins[comp["plugin"]].version
     write_json(run_dir / "config.json", {"config": cfg.to_dict(), "components": components,
-                                         "llara_kit_version": __version__})
+                                         "llara_kit_version": VERSION})
     write_json(run_dir / "data.json", {k: data_manifest[k] for k in
                                        ("dataset", "hash", "key", "counts", "settings")})
 

@@ -30,3 +30,11 @@ def test_version_and_help():
     assert runner.invoke(cli, ["--version"]).output.strip() == f"llara-kit, version {__version__}"
     help_text = runner.invoke(cli, ["--help"]).output
     assert "list-plugins" in help_text
+
+
+def test_version_comes_from_the_installed_metadata():
+    from importlib import metadata
+
+    import llara_kit
+
+    assert llara_kit.__version__ == metadata.version("llara-kit")

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from llara_kit import __version__
 from llara_kit.data import protocol
 from llara_kit.data.protocol import SPLITS, DataSettings
 from llara_kit.data.raw import RawData
@@ -31,6 +30,7 @@ from llara_kit.storage import (
     write_json,
     write_jsonl,
 )
+from llara_kit.version import VERSION
 
 FORMAT = 1  # bump when the stored layout or the protocol changes
 
@@ -226,7 +226,7 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
         "columns": raw.columns,
         "sources": [{"path": str(Path(p).resolve()), "sha256": sha256_file(p)}
                     for p in raw.sources],
-        "llara_kit_version": __version__,
+        "llara_kit_version": VERSION,
         "prepare_seconds": round(time.perf_counter() - started, 3),
     }
     with staged_dir(folder, keep=_fresh) as tmp:  # a stale folder (sources changed) is replaced

@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from llara_kit import __version__
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import get_component
 from llara_kit.storage import atomic_path, write_json
+from llara_kit.version import VERSION
 
 WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
 
@@ -102,7 +102,7 @@ class Encoder(nn.Module):
             state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp))
         meta = {"encoder": self.name, "config": asdict(self.config)}
-        write_json(folder / CONFIG, meta | {"llara_kit_version": __version__})
+        write_json(folder / CONFIG, meta | {"llara_kit_version": VERSION})
 
 
 def load_encoder(folder: Path) -> Encoder:
