@@ -65,3 +65,78 @@ def check_encoder(name: str, tmp_dir: Path, n_items: int = 50, max_len: int = 6)
     loaded = load_encoder(tmp_dir)
     assert type(loaded) is type(encoder) and loaded.config == encoder.config
     assert torch.equal(loaded(seq, lengths), scores), f"{name}: reload must give equal scores"
+
+
+def check_projector(name: str, in_dim: int = 8, out_dim: int = 12, **options) -> None:
+    """Assert the projector contract: ``factory(in_dim, out_dim, **options)`` is a module
+    mapping (..., d) -> (..., H), trainable, seeded."""
+    factory = get_component("projector", name).factory
+    torch.manual_seed(0)
+    projector = factory(in_dim, out_dim, **options)
+    assert isinstance(projector, torch.nn.Module), f"{name}: factory must build an nn.Module"
+    x = torch.randn(3, 5, in_dim)  # (B, L, d)
+    y = projector(x)
+    assert y.shape == (3, 5, out_dim), f"{name}: (B, L, {in_dim}) must map to (B, L, {out_dim})"
+    assert projector(x[0]).shape == (5, out_dim), f"{name}: any leading shape must work"
+    assert torch.allclose(projector(x[1:2]), y[1:2], atol=1e-5), f"{name}: rows independent"
+    y.sum().backward()
+    assert any(p.grad is not None for p in projector.parameters()), f"{name}: not trainable"
+    torch.manual_seed(0)
+    assert torch.equal(factory(in_dim, out_dim, **options)(x), y.detach()), (
+        f"{name}: the same seed must build the same projector")
+
+
+def check_schedule(name: str, **options) -> None:
+    """Assert the schedule contract: ``factory(**options)`` gives ``p(progress)`` in [0, 1]
+    for progress in [0, 1], the same on every call."""
+    p = get_component("schedule", name).factory(**options)
+    assert callable(p), f"{name}: factory must return a callable p(progress)"
+    grid = [i / 20 for i in range(21)]
+    values = [p(x) for x in grid]
+    assert all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values), (
+        f"{name}: p(progress) must be a number in [0, 1], got {values}")
+    assert values == [p(x) for x in grid], f"{name}: p must not change between calls"
+
+
+def check_template(name: str, **options) -> None:
+    """Assert the template contract: ``factory(**options).render(titles, history,
+    candidates, hybrid, phrasing)`` gives a ``Prompt`` ending in ``Answer:`` that names every
+    item once with one marker each: the behavioural token (hybrid, item ids history then
+    candidates) or the placeholder (text-only)."""
+    from llara_kit.llm import BEHAVIOUR, PLACEHOLDER
+    from llara_kit.prompts import Prompt
+
+    template = get_component("template", name).factory(**options)
+    titles = ["", "Alpha One", "Beta Two", "Gamma Three", "Delta Four", "Epsilon Five"]
+    history, candidates = [1, 2], [3, 4, 5]
+    for phrasing in range(4):
+        for hybrid in (True, False):
+            prompt = template.render(titles, history, candidates, hybrid, phrasing)
+            assert isinstance(prompt, Prompt), f"{name}: render must return a Prompt"
+            assert prompt.text.endswith("Answer:"), f"{name}: a prompt ends with 'Answer:'"
+            for i in history + candidates:
+                assert prompt.text.count(titles[i]) == 1, f"{name}: {titles[i]!r} once"
+            marker, other = (BEHAVIOUR, PLACEHOLDER) if hybrid else (PLACEHOLDER, BEHAVIOUR)
+            assert prompt.text.count(marker) == 5 and other not in prompt.text, (
+                f"{name}: one {marker} per item (hybrid={hybrid})")
+            assert prompt.item_ids == (history + candidates if hybrid else [])
+            assert prompt.n_candidates == len(candidates)
+
+
+def check_dataset(name: str, data_dir: Path, **options) -> None:
+    """Assert the data-set contract on files in ``data_dir``: ``factory(data_dir=...,
+    **options).read()`` gives ``RawData`` whose interactions are (user, item, time) strings
+    and a number, whose titles are non-empty, and whose every interaction names a titled
+    item; the sources it names exist."""
+    from llara_kit.data.raw import RawData
+
+    raw = get_component("dataset", name).factory(data_dir=data_dir, **options).read()
+    assert isinstance(raw, RawData), f"{name}: read() must return RawData"
+    assert raw.interactions, f"{name}: no interactions read"
+    for user, item, ts in raw.interactions:
+        assert isinstance(user, str) and isinstance(item, str), f"{name}: ids are strings"
+        assert isinstance(ts, (int, float)), f"{name}: timestamps are numbers"
+        assert item in raw.titles, f"{name}: interaction with untitled item {item!r}"
+    assert all(isinstance(t, str) and t for t in raw.titles.values()), f"{name}: empty title"
+    assert raw.sources and all(Path(p).is_file() for p in raw.sources), (
+        f"{name}: sources must name the files read (they key the cache)")

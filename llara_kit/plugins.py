@@ -154,6 +154,14 @@ class PluginHost:
             register = self._register_callback(info, kind)
             self._call_plugin_hook(info, f"register_{kind}s", register=register)
 
+    def remove_plugin(self, name: str) -> None:
+        """Unregister plugin ``name`` and drop its components (tests, notebooks)."""
+        self.plugins.pop(name, None)
+        for registry in self.registries.values():
+            registry.drop_plugin(name)
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+
     def add_commands(self, cli: Any) -> None:
         """Let every healthy plugin attach its CLI commands to ``cli``."""
         for info in list(self.plugins.values()):
