@@ -39,6 +39,8 @@ from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
 from llara_kit.recommend import Recommender
 from llara_kit.run import load_prepared, load_run, run_config
+from llara_kit.scaffold import KINDS as SCAFFOLD_KINDS
+from llara_kit.scaffold import write_plugin
 from llara_kit.storage import HOME_ENV
 from llara_kit.train import train as run_training
 from llara_kit.version import VERSION
@@ -534,6 +536,20 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     for i, r in enumerate(recs, 1):
         table.add_row(str(i), r.item, r.title, f"{r.score:.3f}")
     Console().print(table)
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(SCAFFOLD_KINDS), required=True,
+              help="The kind of component the plugin provides.")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="Folder to create the package in.")
+def new_plugin(name: str, kind: str, parent: Path) -> None:
+    """Write a working, tested plugin package NAME providing one KIND component NAME."""
+    folder = write_plugin(name, kind, parent)
+    click.echo(f"wrote {folder}/ (pyproject.toml, {name.replace('-', '_')}.py, tests/, "
+               f"README.md); next:\n  pip install -e {folder}\n  pytest {folder}\n"
+               "  llara-kit list-plugins")
 
 
 def main() -> None:
