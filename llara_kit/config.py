@@ -34,6 +34,7 @@ class TrainConfig:
     projector: str = _f("mlp", "Projector plugin.")
     schedule: str = _f("linear", "Curriculum schedule plugin.")
     template: str = _f("movie", "Prompt template plugin.")
+    template_options: dict = _f({}, "Template options.")
     llm: str = _f("smollm2-135m", "LLM: embedded name, Hugging Face id or local folder.")
     encoder_options: dict = _f({}, "Encoder settings, e.g. n_layers=1.")
     projector_options: dict = _f({}, "Projector options.")

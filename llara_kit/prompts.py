@@ -1,4 +1,5 @@
-"""Built-in prompt templates: movie, game, artist and a generic item template.
+"""Prompt templates: the contract, the two special tokens, and the built-ins (movie, game,
+artist and a generic item template).
 
 A template renders one sample in either form. Each item is its title followed by one token:
 the placeholder (text-only) or the behavioural token (hybrid). The behavioural tokens appear
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.hookspecs import Register, hookimpl
-from llara_kit.llm import BEHAVIOUR, PLACEHOLDER
+
+# The special tokens added to the LLM's vocabulary (llm.load_backbone).
+PLACEHOLDER = "[PH]"  # after each title in text-only prompts
+BEHAVIOUR = "[EMB]"  # after each title in hybrid prompts; replaced by the projected vector
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,20 @@ class Prompt:
     text: str  # ends with "Answer:"; the target follows as " <title>"
     item_ids: list[int]  # one per behavioural token, in order (empty when text-only)
     n_candidates: int = 0  # the last n_candidates item markers (either token) are candidates
+
+
+class Template(Protocol):
+    """What a template plugin's ``factory(**template_options)`` returns."""
+
+    def render(self, titles: list[str], history: list[int], candidates: list[int],
+               hybrid: bool, phrasing: int = 0) -> Prompt:
+        """One sample's prompt. ``titles`` is indexed by item id; ``history`` (oldest first)
+        and ``candidates`` are item ids. Every item appears as its title followed by
+        ``BEHAVIOUR`` (hybrid) or ``PLACEHOLDER`` (text-only), exactly once; the text ends
+        with ``Answer:``; ``Prompt.item_ids`` lists history then candidates for hybrid
+        prompts (empty otherwise) and ``n_candidates`` their count. Training draws
+        ``phrasing`` per sample; evaluation uses 0."""
+        ...
 
 
 class PromptTemplate:

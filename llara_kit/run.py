@@ -153,5 +153,5 @@ def load_run(path: Path, device: str = "cpu", draws: int = 1) -> LoadedRun:
     model = build_model(cfg, llm, load_encoder(path / "encoder"), backbone)
     load_trainable(model, path)
     model = model.to(device).eval()
-    template = build_component("template", cfg.template)
+    template = build_component("template", cfg.template, **cfg.template_options)
     return LoadedRun(path, cfg, model, backbone, template, data)

@@ -30,7 +30,7 @@ from rich.progress import (
 from safetensors.torch import load_file, save_file
 
 from llara_kit.batching import Batch, collate
-from llara_kit.config import TrainConfig
+from llara_kit.config import TrainConfig, field_default
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import load_backbone
 from llara_kit.plugins import build_component, get_component, load_plugins
@@ -120,7 +120,7 @@ class Trainer:
             llm.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = build_model(cfg, llm, pre.encoder, self.backbone).to(self.device)
-        self.template = build_component("template", cfg.template)
+        self.template = build_component("template", cfg.template, **cfg.template_options)
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -348,7 +348,7 @@ def check_resume(cfg: TrainConfig, run_dir: Path) -> None:
         raise LlaraKitError(f"Nothing to resume in {str(run_dir)!r}: it has no config.json.")
     saved = json.loads(saved_path.read_text())["config"]
     for key, value in cfg.to_dict().items():
-        if key not in RESUMABLE and saved.get(key) != value:
+        if key not in RESUMABLE and saved.get(key, field_default(key)) != value:
             raise LlaraKitError(
                 f"--resume with {key}={value!r}, but the run was started with "
                 f"{key}={saved.get(key)!r}; use the same settings or another --out."

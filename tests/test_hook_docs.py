@@ -74,6 +74,35 @@ def test_hook_register_templates():
     _check_registers("template", str.format)
 
 
+def test_template_from_the_docs_keeps_the_contract_and_takes_options(llara_plugin, tmp_path):
+    from types import SimpleNamespace
+
+    from helpers import tiny_llm_folder, write_cycle_files
+
+    from llara_kit.testing import check_template
+
+    docs = (ROOT / "docs" / "plugin-hooks.md").read_text()
+    section = docs.split("## register_templates(register)")[1].split("\n## ")[0]
+    namespace: dict = {}
+    exec(section.split("```python\n")[1].split("```")[0], namespace)
+    llara_plugin(SimpleNamespace(register_templates=namespace["register_templates"]), "docs-pod")
+    check_template("podcast")
+    check_template("podcast", style="terse")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "train", "--template", "podcast", "--template-option", "style=terse",
+        "--dataset", "csv", "--data-dir", str(write_cycle_files(tmp_path / "cycle")),
+        "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--history", "5", "--candidates", "10",
+        "--split", "0.6,0.2,0.2", "--max-train-samples", "4", "--batch-size", "4",
+        "--precision", "fp32", "--encoder-option", "hidden_size=16", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    from llara_kit.run import load_run
+
+    run = load_run(out)
+    assert run.config.template_options == {"style": "terse"}
+    assert run.template.render(["", "A", "B"], [1], [2], False).text.startswith("A [PH]. Which")
+
+
 def test_hook_register_schedules():
     host = _check_registers("schedule", LinearSchedule)
     assert host.registries["schedule"].get("acme").factory()(0.25) == 0.25
