@@ -58,8 +58,9 @@ def split_prompts(run: LoadedRun, split: str, hybrid: bool, limit: int | None = 
     """Prompts (first phrasing), candidates (n, C) and targets (n,) of a stored split; the
     stored candidates unless others are given (another order or draw, (n, C))."""
     s = run.data.splits[split]
-    n = len(s) if limit is None else min(limit, len(s))
-    candidates = s.candidates[:n] if candidates is None else candidates[:n]
+    candidates = s.candidates if candidates is None else candidates
+    n = len(candidates) if limit is None else min(limit, len(candidates))
+    candidates = candidates[:n]
     prompts = [
         run.template.render(run.data.titles, s.history_of(i), candidates[i].tolist(), hybrid)
         for i in range(n)

@@ -78,6 +78,18 @@ def test_score_mode_metrics_and_predictions(run):
     assert stored["metrics"] == metrics and stored["hybrid"] is True
 
 
+def test_score_mode_with_a_limit_and_orders(run):
+    """--limit in score mode, alone and with several orders: the first n samples only."""
+    evaluate(run, "test", "score", method="full", show_progress=False)
+    evaluate(run, "test", "score", limit=3, method="first3", permutations=2,
+             show_progress=False)
+    rows = read_jsonl(run.path / "predictions-test-first3.jsonl")
+    assert len(rows) == 3 and all(len(r["ranks"]) == 2 for r in rows)
+    first = read_jsonl(run.path / "predictions-test-full.jsonl")[:3]
+    assert [r["scores"] for r in rows] == [r["scores"] for r in first]  # the stored order
+    assert load_metrics(run.path)["test"]["first3"]["samples"] == 3
+
+
 def test_generate_and_constrained_modes(run):
     gen = evaluate(run, "test", "generate", limit=4, show_progress=False)
     con = evaluate(run, "test", "constrained", limit=4, show_progress=False)
