@@ -125,8 +125,6 @@ def comparison_figure(rows: dict[str, Row]) -> str:
 
 def position_figure(run: Path, details: dict[str, Any]) -> str:
     """HR@1 by the target's candidate position and the share of top-1 picks at each."""
-    from matplotlib.ticker import MaxNLocator  # _figure has checked that matplotlib is there
-
     pos = details["by_position"]
     n = len(pos["samples"])
     x = np.arange(1, n + 1)
@@ -142,8 +140,9 @@ def position_figure(run: Path, details: dict[str, Any]) -> str:
     picks.axhline(1 / n, color="k", ls="--", lw=1, label=f"uniform 1/{n}")
     picks.set(title="share of top-1 picks at each position", xlabel="candidate position")
     picks.legend(fontsize=7)
+    ticks = sorted({1, *range(5, n + 1, 5)})  # positions are 1..n
     for ax in (hit, picks):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xticks=ticks, xlim=(0.4, n + 0.6))
     fig.suptitle(f"{run.name}: {details['orders']} order(s) x {details['draws']} draw(s), "
                  f"{details['samples']} samples each", fontsize=9)
     return _png(fig)
