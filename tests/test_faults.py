@@ -27,7 +27,7 @@ def train_args(root, out, checkpoint_every=3):
     return ["train", "--dataset", "csv", "--data-dir", str(write_cycle_files(root / "cycle")),
             "--llm", str(tiny_llm_folder(root / "tiny")), "--history", "5", "--candidates", "10",
             "--split", "0.6,0.2,0.2", "--template", "item", "--precision", "fp32",
-            "--batch-size", "4", "--max-train-samples", "240", "--encoder-option",
+            "--batch-size", "4", "--max-train-samples", "120", "--encoder-option",
             "hidden_size=16", "--checkpoint-every", str(checkpoint_every), "--out", str(out)]
 
 
@@ -39,7 +39,7 @@ def test_train_killed_mid_run_resumes_to_the_same_adapter(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if log.is_file() and log.read_bytes().count(b"\n") >= 20:  # of 54 steps
+        if log.is_file() and log.read_bytes().count(b"\n") >= 10:  # of 30 steps
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
@@ -58,7 +58,7 @@ def test_train_killed_mid_run_resumes_to_the_same_adapter(tmp_path):
 
 
 def test_two_processes_build_the_same_data_and_encoder_at_once(tmp_path):
-    folder = write_cycle_files(tmp_path / "cycle", n_items=300, n_users=600, length=40)
+    folder = write_cycle_files(tmp_path / "cycle", n_items=300, n_users=300, length=40)
     args = ["pretrain", "--encoder", "gru4rec", "--dataset", "csv", "--data-dir", str(folder),
             "--epochs", "2", "--json"]
     procs = [subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
