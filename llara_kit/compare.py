@@ -16,11 +16,9 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import load_metrics, read_predictions
 from llara_kit.layouts import layout_summary, layouts
 from llara_kit.metrics import (
-    CANDIDATE_METRICS,
     format_interval,
     paired_difference,
     per_sample,
-    summarise,
 )
 from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
 
@@ -42,10 +40,10 @@ class Row:
     source: str = ""  # the run folder of a run's row
 
 
-def _from_ranks(ranks: np.ndarray, metrics: dict | None = None) -> Row:
-    """ranks: (L, n) over L layouts; per-sample values average over them."""
-    return Row(metrics or summarise(ranks[0], CANDIDATE_METRICS),
-               {m: per_sample(ranks, m).mean(axis=0) for m in PAIRED})
+def _from_ranks(ranks: np.ndarray, metrics: dict) -> Row:
+    """A row with ``metrics`` and the paired metrics per sample from ``ranks`` (L, n) over L
+    layouts, averaged over them."""
+    return Row(metrics, {m: per_sample(ranks, m).mean(axis=0) for m in PAIRED})
 
 
 def _scorer_row(scorer: ItemScorer, data: PreparedData, split: str) -> Row:
