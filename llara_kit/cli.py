@@ -19,8 +19,7 @@ from llara_kit.compare import (
     PAIRED,
     add_paired,
     cell,
-    comparison,
-    evaluated_draws,
+    compare_runs,
     find_row,
     format_p,
     short_cell,
@@ -38,7 +37,7 @@ from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.ranking import popularity_scorer, score_item_scorer
 from llara_kit.recommend import Recommender
-from llara_kit.run import load_prepared, load_run, run_config
+from llara_kit.run import load_run
 from llara_kit.scaffold import KINDS as SCAFFOLD_KINDS
 from llara_kit.scaffold import write_plugin
 from llara_kit.storage import HOME_ENV
@@ -437,9 +436,7 @@ def show_layouts(details: dict[str, Any]) -> None:
 def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, intervals: bool,
             as_json: bool, markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
-    draws = evaluated_draws(runs[0], split, mode)
-    data = load_prepared(run_config(runs[0]), draws)
-    rows = comparison(list(runs), data, split, mode)
+    data, rows = compare_runs(list(runs), split, mode)
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)
     if as_json:

@@ -21,6 +21,7 @@ from llara_kit.metrics import (
     per_sample,
 )
 from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
+from llara_kit.run import load_prepared, run_config
 
 SCHEDULE_LABELS = {  # schedule -> (full label, short label for the terminal)
     "linear": ("LLaRA (curriculum)", "LLaRA"),
@@ -91,6 +92,13 @@ def label(config: dict[str, Any]) -> tuple[str, str]:
 def evaluated_draws(run: Path, split: str, mode: str) -> int:
     """How many candidate draws the run's ``mode`` results on ``split`` average over."""
     return load_metrics(run).get(split, {}).get(mode, {}).get("draws", 1)
+
+
+def compare_runs(runs: list[Path], split: str = "test", mode: str = "score"
+                 ) -> tuple[PreparedData, dict[str, Row]]:
+    """The first run's data (on the draws it was evaluated with) and the comparison rows."""
+    data = load_prepared(run_config(runs[0]), evaluated_draws(runs[0], split, mode))
+    return data, comparison(runs, data, split, mode)
 
 
 def comparison(runs: list[Path], data: PreparedData, split: str = "test",

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from llara_kit.compare import PAIRED, Row, add_paired, comparison, evaluated_draws, table_json
+from llara_kit.compare import PAIRED, Row, add_paired, compare_runs, table_json
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import load_metrics
 from llara_kit.metrics import format_interval
-from llara_kit.run import load_prepared, run_config
+from llara_kit.run import run_config
 from llara_kit.storage import atomic_path, read_jsonl
 from llara_kit.version import VERSION
 
@@ -162,8 +162,7 @@ def _comparison_section(runs: list[Path], split: str, mode: str) -> tuple[str, d
     """The comparison figure and table (with paired differences to the first run's encoder
     alone), or a note saying what to run first."""
     try:
-        data = load_prepared(run_config(runs[0]), evaluated_draws(runs[0], split, mode))
-        rows = comparison(runs, data, split, mode)
+        data, rows = compare_runs(runs, split, mode)
     except LlaraKitError as exc:
         return f'<p class="note">No comparison: {html.escape(str(exc))}</p>', {}
     encoder = run_config(runs[0]).encoder
@@ -184,7 +183,6 @@ def _comparison_section(runs: list[Path], split: str, mode: str) -> tuple[str, d
 
 
 def _run_section(run: Path, split: str, mode: str) -> str:
-    saved = json.loads((run / "config.json").read_text())
     data = json.loads((run / "data.json").read_text())
     parts = [f"<h3>{html.escape(str(run))}</h3>"]
     stored = load_metrics(run).get(split, {}).get(mode) if (run / "metrics.json").is_file() \
@@ -213,7 +211,7 @@ def _run_section(run: Path, split: str, mode: str) -> str:
              "data settings": json.dumps(data.get("settings", {})),
              **{f"training: {k}": str(v) for k, v in
                 (json.loads(summary.read_text()) if summary.is_file() else {}).items()}}
-    config = {k: json.dumps(v) for k, v in sorted(saved["config"].items())}
+    config = {k: json.dumps(v) for k, v in sorted(run_config(run).to_dict().items())}
     parts.append(_table(["", "value"], [[k, str(v)] for k, v in facts.items()]))
     parts.append("<details><summary>config.json</summary>"
                  + _table(["setting", "value"], [[k, v] for k, v in config.items()])
