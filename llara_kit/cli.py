@@ -4,45 +4,40 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import time
 import warnings
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from llara_kit.compare import (
-    PAIRED,
-    add_paired,
-    cell,
-    compare_runs,
-    find_row,
-    format_p,
-    short_cell,
-    table_json,
+from llara_kit.config import (
+    FIELDS,
+    MODES,
+    PRESETS,
+    PretrainSettings,
+    TrainConfig,
+    field_default,
+    resolve,
 )
-from llara_kit.compare import markdown as comparison_markdown
-from llara_kit.config import PRESETS, TrainConfig, field_default, resolve
-from llara_kit.data import DataSettings, PreparedData, prepare_data
-from llara_kit.data.protocol import PROTOCOLS
+from llara_kit.data.settings import PROTOCOLS, SETTINGS, DataSettings
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import MODES, evaluate, load_metrics, zero_shot_view
-from llara_kit.fusion import evaluate_fusion
-from llara_kit.metrics import format_interval
 from llara_kit.plugins import KINDS, load_plugins
-from llara_kit.pretrain import PretrainSettings, pretrain_encoder
-from llara_kit.ranking import popularity_scorer, score_item_scorer
-from llara_kit.recommend import Recommender
-from llara_kit.run import load_run
 from llara_kit.scaffold import KINDS as SCAFFOLD_KINDS
 from llara_kit.scaffold import write_plugin
 from llara_kit.storage import HOME_ENV
-from llara_kit.train import train as run_training
 from llara_kit.version import VERSION
+
+if TYPE_CHECKING:
+    from llara_kit.data import PreparedData
+
+# Commands import torch, transformers and the model stack when they run, never at start:
+# `llara-kit --help` and `list-plugins` answer in well under a second.
 
 stderr = Console(stderr=True)
 
@@ -106,40 +101,71 @@ def list_plugins(as_json: bool) -> None:
     Console().print(table)
 
 
-draws_option = click.option(
-    "--draws", default=1, show_default=True, type=click.IntRange(min=1),
-    help="Negative sets stored for valid and test (the first is the same for any count); "
-         "metrics average over them.")
+def setting_option(name: str, default: Any, help: str) -> Any:
+    """A Click option for one setting. It defaults to None ("not given"), so that presets
+    and TOML files can fill it; dicts take repeatable KEY=VALUE, tuples a comma list."""
+    flag = "--" + name.replace("_", "-")
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    help_text = f"{help}  [default: {shown}]"
+    if isinstance(default, bool):
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
+    if isinstance(default, dict):
+        return click.option(flag.removesuffix("s"), name, multiple=True, metavar="KEY=VALUE",
+                            help=help_text)
+    if name == "protocol":
+        return click.option(flag, name, type=click.Choice(PROTOCOLS), help=help_text)
+    kind = int if isinstance(default, int) or name == "max_train_samples" else (
+        float if isinstance(default, float) else str)
+    return click.option(flag, name, type=kind, default=None, help=help_text)
+
+
+def setting_value(name: str, value: Any, default: Any) -> Any:
+    """A command-line value in settings form; None and empty multiples mean "not given"."""
+    if isinstance(default, dict):
+        return key_values(value, f"--{name.replace('_', '-').removesuffix('s')}") or None
+    if isinstance(default, tuple) and value is not None:
+        parts = [v.strip() for v in value.split(",")]
+        if name != "split":
+            return tuple(parts)
+        try:
+            return tuple(float(v) for v in parts)
+        except ValueError:
+            raise click.BadParameter("give three numbers like 0.8,0.1,0.1.",
+                                     param_hint="--split") from None
+    return value
+
+
+def apply_options(options: list[Any], func: Any) -> Any:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+# Which data set (TrainConfig's help) and how its samples are built (DataSettings').
+DATA_SOURCE = ("dataset", "data_dir", "data_options")
 
 
 def data_options(func):
     """The options that choose a data set and how its samples are built."""
-    defaults = DataSettings()
-    decorators = [
-        click.option("--dataset", default="ml-100k", show_default=True,
-                     help="Data-set plugin (see list-plugins)."),
-        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder of the data set's files (ml-100k: optional)."),
-        click.option("--data-option", "data_option", multiple=True, metavar="KEY=VALUE",
-                     help="Option for the data-set plugin, e.g. delimiter=';' (repeatable)."),
-        click.option("--history", default=defaults.history, show_default=True,
-                     help="History items per sample."),
-        click.option("--candidates", default=defaults.candidates, show_default=True,
-                     help="Candidates per sample (target + negatives)."),
-        click.option("--split", default=",".join(map(str, defaults.split)), show_default=True,
-                     help="User shares train,valid,test."),
-        click.option("--min-history", default=defaults.min_history, show_default=True,
-                     help="Shortest history a sample may have."),
-        click.option("--seed", default=defaults.seed, show_default=True,
-                     help="Seed of the split and the candidate draws."),
-        click.option("--protocol", type=click.Choice(PROTOCOLS), default=defaults.protocol,
-                     show_default=True,
-                     help="llara: 8:1:1 user split (the paper's); loo: leave-one-out."),
-        draws_option,
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return apply_options(
+        [setting_option(n, field_default(n), FIELDS[n].metadata["help"]) for n in DATA_SOURCE]
+        + [setting_option(n, f.default, f.metadata["help"]) for n, f in SETTINGS.items()],
+        func)
+
+
+def load_data(kw: dict) -> tuple[PreparedData, bool]:
+    """Prepare (or reuse) the data named by ``data_options``; pops their keys from ``kw``."""
+    from llara_kit.data import prepare_data
+
+    source = {n: setting_value(n, kw.pop(n), field_default(n)) for n in DATA_SOURCE}
+    options = source["data_options"] or {}
+    if source["data_dir"] is not None:
+        options["data_dir"] = source["data_dir"]
+    given = {n: setting_value(n, kw.pop(n), f.default) for n, f in SETTINGS.items()}
+    settings = DataSettings(**{n: v for n, v in given.items() if v is not None})
+    dataset = source["dataset"] or field_default("dataset")
+    with stderr.status(f"Preparing {dataset} ..."):
+        return prepare_data(dataset, options, settings)
 
 
 def key_values(items: tuple[str, ...], param_hint: str) -> dict[str, Any]:
@@ -154,27 +180,6 @@ def key_values(items: tuple[str, ...], param_hint: str) -> dict[str, Any]:
         except ValueError:
             out[key.strip().replace("-", "_")] = value
     return out
-
-
-def load_data(kw: dict) -> tuple[PreparedData, bool]:
-    """Prepare (or reuse) the data named by ``data_options``; pops their keys from ``kw``."""
-    options = key_values(kw.pop("data_option"), "--data-option")
-    data_dir = kw.pop("data_dir")
-    if data_dir is not None:
-        options["data_dir"] = data_dir
-    try:
-        split = tuple(float(x) for x in kw.pop("split").split(","))
-    except ValueError:
-        raise click.BadParameter(
-            "give three numbers like 0.8,0.1,0.1.", param_hint="--split"
-        ) from None
-    settings = DataSettings(
-        history=kw.pop("history"), candidates=kw.pop("candidates"), split=split,
-        min_history=kw.pop("min_history"), seed=kw.pop("seed"), protocol=kw.pop("protocol"),
-        draws=kw.pop("draws"),
-    )
-    with stderr.status(f"Preparing {kw['dataset']} ..."):
-        return prepare_data(kw.pop("dataset"), options, settings)
 
 
 @cli.group()
@@ -224,6 +229,8 @@ def data_info(as_json: bool, **kw) -> None:
 
 def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -> Table:
     """One row per metric, one column per method: value [95% interval]."""
+    from llara_kit.metrics import format_interval
+
     table = Table(title=title)
     table.add_column("metric", style="bold")
     for name in columns:
@@ -253,8 +260,11 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
              weight_decay: float, encoder_option: tuple[str, ...], force: bool, as_json: bool,
              **kw) -> None:
     """Train a sequential recommender on the train split and score it on the test candidates."""
-    seed = kw["seed"]
+    from llara_kit.pretrain import pretrain_encoder
+    from llara_kit.ranking import popularity_scorer, score_item_scorer
+
     data, _ = load_data(kw)
+    seed = data.settings.seed
     settings = PretrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
                                 weight_decay=weight_decay, seed=seed)
     result = pretrain_encoder(encoder, data, key_values(encoder_option, "--encoder-option"),
@@ -274,38 +284,14 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
 
 
 def config_options(func):
-    """One option per TrainConfig field; unset options stay None so that the preset and the
-    TOML file can fill them (dict fields take KEY=VALUE, tuples take a comma list)."""
-    for f in reversed(fields(TrainConfig)):
-        default = field_default(f.name)
-        flag = "--" + f.name.replace("_", "-")
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f"{f.metadata['help']}  [default: {shown}]"
-        if isinstance(default, bool):
-            option = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
-                                  help=help_text)
-        elif isinstance(default, dict):
-            option = click.option(flag.removesuffix("s"), f.name, multiple=True,
-                                  metavar="KEY=VALUE", help=help_text)
-        else:
-            kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
-            option = click.option(flag, f.name, type=kind, default=None, help=help_text)
-        func = option(func)
-    return func
+    """One option per TrainConfig field (see ``setting_option``)."""
+    return apply_options([setting_option(f.name, field_default(f.name), f.metadata["help"])
+                          for f in fields(TrainConfig)], func)
 
 
 def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
-    """CLI values in TrainConfig form; None and empty multiples mean "not given"."""
-    out: dict[str, Any] = {}
-    for name, value in kw.items():
-        default = field_default(name)
-        if isinstance(default, dict):
-            value = key_values(value, f"--{name.replace('_', '-').removesuffix('s')}") or None
-        elif isinstance(default, tuple) and value is not None:
-            parts = [v.strip() for v in value.split(",")]
-            value = tuple(float(v) for v in parts) if name == "split" else tuple(parts)
-        out[name] = value
-    return out
+    """CLI values in TrainConfig form; None means "not given"."""
+    return {name: setting_value(name, value, field_default(name)) for name, value in kw.items()}
 
 
 @cli.command()
@@ -320,6 +306,8 @@ def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
 def train(config_file: Path | None, preset: str | None, full: bool, out: Path | None,
           resume: bool, **kw) -> None:
     """Train LLaRA: LoRA on the LLM and the projector, under a curriculum."""
+    from llara_kit.train import train as run_training
+
     cfg = resolve("paper" if full else preset, config_file, _overrides(kw))
     if out is None:
         if resume:
@@ -366,6 +354,10 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
                      permutations: int, draws: int, batch_size: int, limit: int | None,
                      device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates; writes metrics.json and predictions."""
+    from llara_kit.evaluate import evaluate, load_metrics, zero_shot_view
+    from llara_kit.fusion import evaluate_fusion
+    from llara_kit.run import load_run
+
     loaded = load_run(run, device=device, draws=draws)
     method = mode
     if zero_shot:
@@ -436,6 +428,9 @@ def show_layouts(details: dict[str, Any]) -> None:
 def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, intervals: bool,
             as_json: bool, markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
+    from llara_kit.compare import PAIRED, add_paired, compare_runs, find_row, table_json
+    from llara_kit.compare import markdown as comparison_markdown
+
     data, rows = compare_runs(list(runs), split, mode)
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)
@@ -466,6 +461,8 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
 def terminal_table(rows: dict, table: dict, split: str, mode: str, data: PreparedData,
                    against: str | None, intervals: bool) -> Table:
     """The comparison in 80 columns: short labels, value ± half-interval cells."""
+    from llara_kit.compare import cell, format_p, short_cell
+
     if against:
         shown = ["HR@1", "ΔHR@1", "p", "NDCG@10", "ΔNDCG@10"]
     elif mode == "score":
@@ -522,6 +519,8 @@ def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> N
 def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], top_k: int,
               device: str, as_json: bool) -> None:
     """Rank items for a history: the given candidates, or every unseen item via the encoder."""
+    from llara_kit.recommend import Recommender
+
     recs = Recommender.from_run(run, device=device).recommend(
         list(history), list(candidates) or None, top_k)
     if as_json:
@@ -551,12 +550,11 @@ def new_plugin(name: str, kind: str, parent: Path) -> None:
 
 def main() -> None:
     """Console-script entry point: attach plugin commands, then run."""
-    # Library chatter that says nothing to a llara-kit user: per-file loading bars, and a
-    # deprecation inside peft/transformers that their next releases resolve.
+    # Library chatter that says nothing to a llara-kit user: per-file loading bars (read
+    # when transformers is imported, by the commands that need it), and a deprecation inside
+    # peft/transformers that their next releases resolve.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
     try:
         load_plugins().add_commands(cli)
     except LlaraKitError as exc:

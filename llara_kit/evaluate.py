@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from llara_kit.config import MODES
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts
@@ -36,8 +37,6 @@ from llara_kit.plugins import build_component
 from llara_kit.prompts import Prompt
 from llara_kit.run import LoadedRun
 from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
-
-MODES = ("score", "generate", "constrained")
 
 
 def normalise(text: str) -> str:

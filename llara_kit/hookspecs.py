@@ -8,6 +8,9 @@ callback; call it once per component::
     def register_projectors(register):
         register("lowrank", LowRankProjector, description="d -> r -> H")
 
+``factory`` may also be a ``"module:attribute"`` string, imported when the component is first
+built: a plugin whose module imports torch then costs nothing in ``llara-kit list-plugins``.
+
 The docstring of each hook below is its documentation (docs/plugin-hooks.md repeats the
 signatures, and a test keeps the two in step).
 """
@@ -29,7 +32,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 class Register(Protocol):
     """The callback handed to every ``register_*`` hook."""
 
-    def __call__(self, name: str, factory: Callable[..., Any], *, description: str = "") -> None:
+    def __call__(self, name: str, factory: Callable[..., Any] | str, *,
+                 description: str = "") -> None:
         ...
 
 

@@ -12,7 +12,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from llara_kit.batching import IGNORE, Batch, collate
-from llara_kit.hookspecs import Register, hookimpl
 from llara_kit.inference import candidate_logprobs
 from llara_kit.llm import Backbone
 from llara_kit.prompts import Prompt
@@ -84,11 +83,3 @@ class HeadObjective(Objective):
         device = next(model.parameters()).device
         batch = collate(backbone, prompts, [None] * len(prompts)).to(device)
         return self.candidate_scores(model, batch).cpu()  # (B, C)
-
-
-@hookimpl
-def register_objectives(register: Register) -> None:
-    register("title", TitleObjective,
-             description="next-token loss on the target title; rank by title likelihood (paper)")
-    register("head", HeadObjective,
-             description="linear score head at each candidate's token; listwise cross-entropy")

@@ -18,9 +18,9 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.nn import functional as F
 
+from llara_kit.config import PretrainSettings
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder, load_encoder
-from llara_kit.errors import LlaraKitError
 from llara_kit.metrics import per_sample
 from llara_kit.plugins import get_component
 from llara_kit.ranking import all_item_scores, candidate_ranks, score_item_scorer
@@ -34,29 +34,6 @@ from llara_kit.storage import (
 from llara_kit.version import VERSION
 
 FORMAT = 1  # bump when training changes what a stored encoder means
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    """Training settings; defaults follow the paper's recommenders (Adam, lr 1e-3, batch 256)."""
-
-    # On ML-100K validation MRR plateaus within ~10 epochs; 15 keeps each built-in encoder
-    # under 3 minutes on 2 CPU cores.
-    epochs: int = 15
-    patience: int = 3  # epochs without a better validation MRR before stopping
-    lr: float = 1e-3
-    batch_size: int = 256
-    weight_decay: float = 0.0  # Adam's L2 (the paper searched 1e-3 .. 1e-7)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "patience", "batch_size"):
-            if getattr(self, name) < 1:
-                raise LlaraKitError(f"Pre-training {name}={getattr(self, name)!r} must be >= 1.")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise LlaraKitError(
-                f"lr={self.lr!r} must be > 0 and weight_decay={self.weight_decay!r} >= 0."
-            )
 
 
 @dataclass

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.hookspecs import Register, hookimpl
 
 
 def _check_dims(**dims: int) -> None:
@@ -40,9 +39,3 @@ class MLPProjector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (..., d) -> (..., H)
-
-
-@hookimpl
-def register_projectors(register: Register) -> None:
-    register("linear", LinearProjector, description="Linear d -> H (ablation)")
-    register("mlp", MLPProjector, description="Linear d -> H, GELU, Linear H -> H (paper)")

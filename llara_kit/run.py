@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llara_kit.config import TrainConfig
-from llara_kit.data import DataSettings, PreparedData, prepare_data
+from llara_kit.data import PreparedData, prepare_data
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import Backbone, load_backbone
@@ -37,10 +37,7 @@ def load_prepared(cfg: TrainConfig, draws: int = 1) -> PreparedData:
     options = dict(cfg.data_options)
     if cfg.data_dir is not None:
         options["data_dir"] = cfg.data_dir
-    settings = DataSettings(history=cfg.history, candidates=cfg.candidates, split=cfg.split,
-                            min_history=cfg.min_history, seed=cfg.seed, protocol=cfg.protocol,
-                            draws=draws)
-    return prepare_data(cfg.dataset, options, settings)[0]
+    return prepare_data(cfg.dataset, options, cfg.data_settings(draws))[0]
 
 
 def add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:

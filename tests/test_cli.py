@@ -11,7 +11,7 @@ from llara_kit.cli import cli
 def test_list_plugins_table():
     result = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "llara_kit.projectors" in result.output and "built-in" in result.output
+    assert "llara_kit.builtins" in result.output and "built-in" in result.output
     assert "projector: linear, mlp" in result.output
     assert "two-stage" in result.output
 
@@ -20,7 +20,9 @@ def test_list_plugins_json():
     result = CliRunner().invoke(cli, ["list-plugins", "--json"])
     assert result.exit_code == 0, result.output
     plugins = {p["name"]: p for p in json.loads(result.output)}
-    assert plugins["llara_kit.projectors"]["components"] == {"projector": ["linear", "mlp"]}
+    assert plugins["llara_kit.builtins"]["components"] == {
+        "encoder": ["sasrec", "gru4rec", "caser"], "projector": ["linear", "mlp"],
+        "objective": ["title", "head"]}
     assert plugins["llara_kit.schedules"]["status"] == "ok"
     assert plugins["llara_kit.schedules"]["source"] == "built-in"
 

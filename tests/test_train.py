@@ -197,7 +197,7 @@ def test_run_folder_contents_and_no_pickles(assets, tmp_path):
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     saved = json.loads((tmp_path / "r/config.json").read_text())
     assert saved["components"]["encoder"] == {
-        "name": "sasrec", "plugin": "llara_kit.encoders.sasrec",
+        "name": "sasrec", "plugin": "llara_kit.builtins",
         "version": saved["llara_kit_version"]}
 
 

@@ -18,8 +18,9 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from llara_kit.data import protocol
-from llara_kit.data.protocol import SPLITS, DataSettings
+from llara_kit.data.protocol import SPLITS
 from llara_kit.data.raw import RawData
+from llara_kit.data.settings import DataSettings
 from llara_kit.plugins import build_component
 from llara_kit.storage import (
     cache_home,

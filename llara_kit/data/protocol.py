@@ -9,63 +9,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from llara_kit.data.raw import DataError, RawData
-from llara_kit.errors import LlaraKitError
+from llara_kit.data.settings import DataSettings
 
 # Streams of the seed's generator family: one per use, so adding one never shifts another.
 _SPLIT, _VALID, _TEST, _TRAIN = 0, 1, 2, 3
 SPLITS = ("train", "valid", "test")
-# llara: users cut train:valid:test, their last item the target (the paper's).
-# loo: leave-one-out over every user: train on the prefixes, valid = second-to-last item,
-# test = last item (SASRec / RecBole's standard, ~10x more test users).
-PROTOCOLS = ("llara", "loo")
 HELD_OUT = {"llara": 0, "loo": 2}  # items at the end of every sequence kept out of training
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """How samples are built. Defaults are the paper's (and its code's min_history)."""
-
-    history: int = 10  # items shown before the target
-    candidates: int = 20  # target + (candidates - 1) negatives
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # users: train / valid / test
-    min_history: int = 3  # shortest history a sample may have (authors' code)
-    seed: int = 0
-    protocol: str = "llara"  # llara or loo (see PROTOCOLS)
-    draws: int = 1  # negative sets stored for valid/test; the first is the same for any count
-
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise LlaraKitError(
-                f"Unknown protocol {self.protocol!r}; use one of: {', '.join(PROTOCOLS)}."
-            )
-        object.__setattr__(self, "split", tuple(float(x) for x in self.split))
-        for name in ("history", "candidates", "min_history", "draws"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise LlaraKitError(f"Data setting {name}={value!r} must be a positive integer.")
-        if self.candidates < 2:
-            raise LlaraKitError(f"candidates={self.candidates} must be at least 2 (target + 1).")
-        if self.min_history > self.history:
-            raise LlaraKitError(
-                f"min_history={self.min_history} exceeds history={self.history}; lower it."
-            )
-        if len(self.split) != 3 or min(self.split) <= 0 or abs(sum(self.split) - 1) > 1e-6:
-            raise LlaraKitError(
-                f"split={self.split} must be three positive shares summing to 1, e.g. 0.8,0.1,0.1."
-            )
-
-    def to_dict(self) -> dict:
-        """The settings as JSON; ``draws`` only when above 1, so that data prepared before
-        draws existed keeps its cache key."""
-        out = asdict(self) | {"split": list(self.split)}
-        if self.draws == 1:
-            del out["draws"]
-        return out
 
 
 def _natural_key(raw_id: str) -> tuple:

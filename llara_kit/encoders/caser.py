@@ -9,7 +9,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from llara_kit.encoders.base import Encoder, EncoderConfig, right_align
-from llara_kit.hookspecs import Register, hookimpl
 
 
 @dataclass
@@ -52,8 +51,3 @@ class Caser(Encoder):
         ]
         z = torch.cat([vertical, *horizontal], dim=1)  # (B, n_v * d + n_h * L)
         return F.relu(self.fc(self.dropout(z)))  # (B, d)
-
-
-@hookimpl
-def register_encoders(register: Register) -> None:
-    register("caser", Caser, description="Caser: convolutional (Tang & Wang 2018)")

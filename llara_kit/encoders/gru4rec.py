@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from llara_kit.encoders.base import Encoder, EncoderConfig, last_valid
-from llara_kit.hookspecs import Register, hookimpl
 
 
 @dataclass
@@ -32,8 +31,3 @@ class GRU4Rec(Encoder):
     def encode(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h, _ = self.gru(self.dropout(self.item_embedding(seq)))  # (B, L, d); causal in time
         return self.dense(last_valid(h, lengths))  # (B, d)
-
-
-@hookimpl
-def register_encoders(register: Register) -> None:
-    register("gru4rec", GRU4Rec, description="GRU4Rec: recurrent (Hidasi et al. 2016)")

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from llara_kit.encoders.base import Encoder, EncoderConfig, last_valid
-from llara_kit.hookspecs import Register, hookimpl
 
 
 @dataclass
@@ -47,8 +46,3 @@ class SASRec(Encoder):
         causal = nn.Transformer.generate_square_subsequent_mask(L, device=seq.device)  # (L, L)
         h = self.blocks(self.dropout(x), mask=causal, is_causal=True)  # (B, L, d)
         return self.norm(last_valid(h, lengths))  # (B, d)
-
-
-@hookimpl
-def register_encoders(register: Register) -> None:
-    register("sasrec", SASRec, description="SASRec: causal self-attention (Kang & McAuley 2018)")
