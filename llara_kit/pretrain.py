@@ -1,7 +1,8 @@
 """Pre-training sequence encoders on a prepared data set, cached by (encoder, config, data).
 
-Next-item cross-entropy over all items on the train samples (Adam), early stopping on the
-validation MRR over the stored candidates, the best epoch's weights kept.
+The encoder's ``pretrain_loss`` on the train samples (default: next-item cross-entropy over
+all items; an encoder may bring its own, e.g. BERT4Rec's masked items), Adam, early stopping
+on the validation MRR over the stored candidates, the best epoch's weights kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from torch.nn import functional as F
 
 from llara_kit.config import PretrainSettings
 from llara_kit.data import PreparedData
@@ -47,8 +47,26 @@ class Pretrained:
 def build_encoder(name: str, data: PreparedData, options: dict[str, Any]) -> Encoder:
     """A fresh encoder sized for ``data``; ``options`` override its config defaults."""
     cls = get_component("encoder", name).factory
-    sizing = {"n_items": data.n_items, "max_len": data.settings.history}
-    return cls.from_options(**(sizing | options))
+    return cls.from_options(**(_sizing(data) | options))
+
+
+def _sizing(data: PreparedData) -> dict[str, int]:
+    return {"n_items": data.n_items, "max_len": data.settings.history}
+
+
+def stored_encoders(name: str, data: PreparedData, options: dict[str, Any] | None = None, *,
+                    home: Path | None = None) -> list[Path]:
+    """Folders where ``pretrain`` stored encoder ``name`` with these options for ``data``
+    (any training settings), newest first."""
+    cls = get_component("encoder", name).factory
+    config = asdict(cls.config_class(**(_sizing(data) | dict(options or {}))))
+    found = []
+    for report_path in ((home or cache_home()) / "encoders").glob(f"{name}-*/pretrain.json"):
+        report = json.loads(report_path.read_text())
+        if (report.get("format"), report.get("encoder"), report.get("config"),
+                report.get("data_hash")) == (FORMAT, name, config, data.hash):
+            found.append((report_path.stat().st_mtime, report_path.parent))
+    return [folder for _, folder in sorted(found, reverse=True)]
 
 
 def _valid_mrr(encoder: Encoder, data: PreparedData) -> float:
@@ -66,8 +84,7 @@ def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: Prepa
     total, order = 0.0, torch.randperm(len(train), generator=generator)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        scores = encoder(history[idx], lengths[idx])  # (B, n_items + 1)
-        loss = F.cross_entropy(scores, targets[idx])
+        loss = encoder.pretrain_loss(history[idx], lengths[idx], targets[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

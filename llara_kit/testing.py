@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 CHECKS = ("check_encoder", "check_projector", "check_schedule", "check_template",
-          "check_dataset")
+          "check_dataset", "check_objective")
 
 
 def __getattr__(name: str) -> Any:
@@ -36,12 +36,16 @@ def __getattr__(name: str) -> Any:
 def llara_plugin() -> Iterator[Callable[..., Any]]:
     """``llara_plugin(plugin, name=...)`` registers a plugin object (a module or any object
     with hook functions) for the current test and removes it afterwards; returns its
-    ``PluginInfo`` and raises when the plugin is broken."""
+    ``PluginInfo`` and raises when the plugin is broken. A plugin already loaded through its
+    installed entry point is kept as it is."""
     from llara_kit.plugins import load_plugins, register_plugin
 
     added: list[str] = []
 
     def register(plugin: object, name: str | None = None) -> Any:
+        host = load_plugins()
+        if host.pm.is_registered(plugin):
+            return host.plugins[host.pm.get_name(plugin)]
         name = name or getattr(plugin, "__name__", None) or f"test-plugin-{len(added)}"
         added.append(name)
         return register_plugin(plugin, name)

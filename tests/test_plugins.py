@@ -181,21 +181,32 @@ def test_env_var_disables_entry_points(install_dist, monkeypatch):
     assert "acme" in PluginHost().plugins
 
 
-def test_in_repo_plugin_package_is_discovered(install_dist):
-    """plugins/llara-kit-lowrank: its pyproject's entry point really loads its module."""
-    package = REPO / "plugins" / "llara-kit-lowrank"
-    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
-    install_dist(
-        project["name"], project["entry-points"]["llara_kit"],
-        {"llara_kit_lowrank.py": (package / "llara_kit_lowrank.py").read_text()},
-        version=project["version"],
-    )
-    host = PluginHost(entry_points=True)
-    assert host.plugins["lowrank"].components == {"projector": ["lowrank"]}
-    projector = host.registries["projector"].get("lowrank").factory(64, 576)
+IN_REPO = {"llara-kit-lowrank": ("lowrank", "projector"),
+           "llara-kit-bert4rec": ("bert4rec", "encoder")}
+
+
+@pytest.mark.parametrize("dist", sorted(IN_REPO))
+def test_in_repo_plugin_packages_are_discovered(install_dist, monkeypatch, dist):
+    """plugins/<dist>: its pyproject's entry point loads its module, listed under its
+    distribution and version, and the factory it names builds."""
     import torch
 
-    assert projector(torch.zeros(3, 64)).shape == (3, 576)
+    name, kind = IN_REPO[dist]
+    package = REPO / "plugins" / dist
+    project = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+    sources = {p.relative_to(package).as_posix(): p.read_text() for p in package.rglob("*.py")
+               if "tests" not in p.relative_to(package).parts}
+    for module in ("llara_kit_lowrank", "llara_kit_bert4rec", "llara_kit_bert4rec.model"):
+        monkeypatch.delitem(sys.modules, module, raising=False)  # import this copy
+    install_dist(project["name"], project["entry-points"]["llara_kit"], sources,
+                 version=project["version"])
+    host = PluginHost(entry_points=True)
+    info = host.plugins[name]
+    assert (info.source, info.version, info.status) == (dist, project["version"], "ok")
+    assert info.components == {kind: [name]}
+    factory = host.registries[kind].get(name).factory
+    built = factory.from_options(n_items=10) if kind == "encoder" else factory(64, 576)
+    assert isinstance(built, torch.nn.Module)
 
 
 def test_bad_component_name_is_refused():

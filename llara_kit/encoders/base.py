@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn import functional as F
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import get_component
@@ -82,6 +83,14 @@ class Encoder(nn.Module):
     def encode(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """User state after the sequence: (B, L) ids, (B,) lengths -> (B, d)."""
         raise NotImplementedError
+
+    def pretrain_loss(self, seq: torch.Tensor, lengths: torch.Tensor,
+                      targets: torch.Tensor) -> torch.Tensor:
+        """The loss ``llara-kit pretrain`` minimises: (B, L) histories, (B,) lengths, (B,) next
+        items -> scalar. Default: next-item cross-entropy over all items; override it for
+        another objective (masked items, contrastive views). Randomness comes from torch's
+        global generator, which pre-training seeds."""
+        return F.cross_entropy(self(seq, lengths), targets)
 
     def forward(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Scores of every item as the next one: (B, L), (B,) -> (B, n_items + 1).
