@@ -354,9 +354,10 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
                      permutations: int, draws: int, batch_size: int, limit: int | None,
                      device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates; writes metrics.json and predictions."""
-    from llara_kit.evaluate import evaluate, load_metrics, zero_shot_view
+    from llara_kit.evaluate import evaluate
     from llara_kit.fusion import evaluate_fusion
-    from llara_kit.run import load_run
+    from llara_kit.run import load_run, zero_shot_view
+    from llara_kit.run_folder import load_metrics
 
     loaded = load_run(run, device=device, draws=draws)
     method = mode

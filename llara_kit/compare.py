@@ -3,17 +3,16 @@ with paired differences to one chosen row."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import load_metrics, read_predictions
 from llara_kit.layouts import layout_summary, layouts
 from llara_kit.metrics import (
     format_interval,
@@ -21,7 +20,8 @@ from llara_kit.metrics import (
     per_sample,
 )
 from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
-from llara_kit.run import load_prepared, run_config
+from llara_kit.run import load_prepared
+from llara_kit.run_folder import load_metrics, read_config, read_data_manifest, read_predictions
 
 SCHEDULE_LABELS = {  # schedule -> (full label, short label for the terminal)
     "linear": ("LLaRA (curriculum)", "LLaRA"),
@@ -78,14 +78,14 @@ def _stored_row(run: Path, split: str, method: str, stored: dict) -> Row:
     return row
 
 
-def label(config: dict[str, Any]) -> tuple[str, str]:
+def label(config: TrainConfig) -> tuple[str, str]:
     """A run's row label, in full and short (e.g. ``LLaRA head+uc``)."""
-    full, short = SCHEDULE_LABELS.get(config["schedule"],
-                                      (f"LLaRA ({config['schedule']})", config["schedule"]))
-    extras = [config.get("objective", "title")]
-    if config.get("user_conditioned"):
+    full, short = SCHEDULE_LABELS.get(config.schedule,
+                                      (f"LLaRA ({config.schedule})", config.schedule))
+    extras = [config.objective]
+    if config.user_conditioned:
         extras.append("user-cond")
-    full = f"{full}, {config['encoder']}+{config['projector']} ({', '.join(extras)})"
+    full = f"{full}, {config.encoder}+{config.projector} ({', '.join(extras)})"
     return full, f"{short} {extras[0]}" + ("+uc" if len(extras) > 1 else "")
 
 
@@ -97,7 +97,7 @@ def evaluated_draws(run: Path, split: str, mode: str) -> int:
 def compare_runs(runs: list[Path], split: str = "test", mode: str = "score"
                  ) -> tuple[PreparedData, dict[str, Row]]:
     """The first run's data (on the draws it was evaluated with) and the comparison rows."""
-    data = load_prepared(run_config(runs[0]), evaluated_draws(runs[0], split, mode))
+    data = load_prepared(read_config(runs[0]), evaluated_draws(runs[0], split, mode))
     return data, comparison(runs, data, split, mode)
 
 
@@ -108,22 +108,22 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
     rows: dict[str, Row] = {"popularity": _scorer_row(popularity_scorer(data), data, split)}
     for number, run in enumerate(runs, 1):
         run = Path(run)
-        config = json.loads((run / "config.json").read_text())["config"]
-        run_hash = json.loads((run / "data.json").read_text())["hash"]
+        config = read_config(run)
+        run_hash = read_data_manifest(run)["hash"]
         if run_hash != data.hash:
             raise LlaraKitError(
                 f"Run {str(run)!r} used data {run_hash[:16]}, not {data.hash[:16]} like the "
                 "first run; compare runs on the same data and candidates."
             )
-        if f"{config['encoder']} alone" not in rows:
+        if f"{config.encoder} alone" not in rows:
             encoder = load_encoder(run / "encoder")
-            rows[f"{config['encoder']} alone"] = _scorer_row(encoder, data, split)
+            rows[f"{config.encoder} alone"] = _scorer_row(encoder, data, split)
         stored = load_metrics(run).get(split, {})
         zero_shot = stored.get(f"zero-shot-{mode}", {})
         if zero_shot and zero_shot.get("draws", 1) == data.settings.draws:
             row = _stored_row(run, split, f"zero-shot-{mode}", zero_shot)
             row.short = "zero-shot"
-            rows.setdefault(f"{config['llm']} zero-shot", row)
+            rows.setdefault(f"{config.llm} zero-shot", row)
         if mode not in stored:
             raise LlaraKitError(
                 f"Run {str(run)!r} has no {mode} results on {split}; run "
@@ -143,8 +143,8 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
         if mode == "score" and "fused" in stored and data.settings.draws == 1:  # first draw
             lam = stored["fused"]["lambda"]
             fused = _stored_row(run, split, "fused", stored["fused"])
-            fused.short = f"{short} +{config['encoder']}"
-            rows[f"{name} + {config['encoder']} fused (λ={lam})"] = fused
+            fused.short = f"{short} +{config.encoder}"
+            rows[f"{name} + {config.encoder} fused (λ={lam})"] = fused
     for name, row in rows.items():
         row.short = row.short or name  # popularity, "<encoder> alone"
     return rows

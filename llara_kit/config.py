@@ -48,6 +48,10 @@ class TrainConfig:
     template_options: dict = _f({}, "Template options.")
     llm: str = _f("smollm2-135m", "LLM: embedded name, Hugging Face id or local folder.")
     encoder_options: dict = _f({}, "Encoder settings, e.g. n_layers=1.")
+    encoder_dir: str | None = _f(
+        None, "Folder of a stored encoder to train with (as `llara-kit pretrain` prints it); "
+              "default: the newest one pretrain stored for this encoder, its options and the "
+              "data, else one pre-trained now.")
     projector_options: dict = _f({}, "Projector options.")
     schedule_options: dict = _f({}, "Schedule options, e.g. switch_at=0.4.")
     objective: str = _f("head", "Training objective plugin: head (score head) or title (paper).")

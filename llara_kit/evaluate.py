@@ -8,17 +8,14 @@
   ``HR@1 (valid only)`` divides by the valid answers, as the reference code's ``test_hr`` did.
 - ``constrained``: greedy generation restricted to the candidate titles by a prefix tree.
 
-Results go to ``metrics.json`` (keyed by split and method) and
-``predictions-<split>-<method>.jsonl`` in the run folder.
+Results go to the run folder's ``metrics.json`` (keyed by split and method) and
+``predictions-<split>-<method>.jsonl`` (see ``llara_kit.run_folder``).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,14 +26,11 @@ from llara_kit.config import MODES
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts
-from llara_kit.llm import load_backbone
 from llara_kit.metrics import mean_with_interval
-from llara_kit.model import LlaraModel
-from llara_kit.objectives import TitleObjective
 from llara_kit.plugins import build_component
 from llara_kit.prompts import Prompt
 from llara_kit.run import LoadedRun
-from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
+from llara_kit.run_folder import record_metrics
 
 
 def normalise(text: str) -> str:
@@ -177,52 +171,3 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
     if record:
         record_metrics(run.path, split, method, metrics, info, rows)
     return metrics
-
-
-def record_metrics(run_dir: Path, split: str, method: str, metrics: dict,
-                   info: dict[str, Any], predictions: list[dict]) -> None:
-    """Write one method's predictions, then add its metrics, with the predictions' sha256, to
-    the run's metrics.json (each atomically): a kill between the two leaves metrics that do
-    not vouch for the new predictions, and ``read_predictions`` refuses them."""
-    path = Path(run_dir) / f"predictions-{split}-{method}.jsonl"
-    write_jsonl(path, predictions)
-    metrics_path = Path(run_dir) / "metrics.json"
-    stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    stored.setdefault(split, {})[method] = {**info, "metrics": metrics,
-                                            "predictions_sha256": sha256_file(path)}
-    write_json(metrics_path, stored)
-
-
-def read_predictions(run_dir: Path, split: str, method: str) -> list[dict]:
-    """The predictions ``evaluate`` recorded for ``method`` on ``split`` ([] if none), checked
-    against the sha256 in metrics.json."""
-    path = Path(run_dir) / f"predictions-{split}-{method}.jsonl"
-    if not path.is_file():
-        return []
-    expected = load_metrics(run_dir).get(split, {}).get(method, {}).get("predictions_sha256")
-    if expected is not None and sha256_file(path) != expected:
-        raise LlaraKitError(
-            f"{str(path)!r} does not match the metrics recorded with it (an evaluation was "
-            f"interrupted); run `llara-kit evaluate {run_dir} --split {split}` again."
-        )
-    return read_jsonl(path)
-
-
-def load_metrics(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise LlaraKitError(
-            f"{str(run_dir)!r} has no metrics.json; run `llara-kit evaluate` on it first."
-        )
-    return json.loads(path.read_text())
-
-
-def zero_shot_view(run: LoadedRun) -> LoadedRun:
-    """The same run with the untuned LLM (no LoRA), ranking by title likelihood, for the
-    zero-shot baseline."""
-    backbone = load_backbone(run.config.llm)
-    model = LlaraModel(backbone.model, run.model.encoder, run.model.projector,
-                       backbone.behaviour_id, TitleObjective(backbone.hidden_size))
-    config = replace(run.config, objective="title", user_conditioned=False)
-    return replace(run, model=model.to(next(run.model.parameters()).device), backbone=backbone,
-                   config=config)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import read_predictions, record_metrics
 from llara_kit.metrics import CANDIDATE_METRICS, per_sample, summarise, target_ranks
 from llara_kit.ranking import all_item_scores
 from llara_kit.run import LoadedRun
+from llara_kit.run_folder import read_predictions, record_metrics
 
 LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 

@@ -16,10 +16,17 @@ import numpy as np
 
 from llara_kit.compare import PAIRED, Row, add_paired, compare_runs, table_json
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import load_metrics
 from llara_kit.metrics import format_interval
-from llara_kit.run import run_config
-from llara_kit.storage import atomic_path, read_jsonl
+from llara_kit.run_folder import (
+    has_metrics,
+    load_metrics,
+    read_config,
+    read_data_manifest,
+    read_log,
+    read_summary,
+    require_run,
+)
+from llara_kit.storage import atomic_path
 from llara_kit.version import VERSION
 
 INSTALL_HINT = "pip install 'llara-kit[report]'"
@@ -64,8 +71,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def _logs(runs: list[Path]) -> list[tuple[Path, list[dict]]]:
-    logs = [(run, read_jsonl(run / "train_log.jsonl")) for run in runs
-            if (run / "train_log.jsonl").is_file()]
+    logs = [(run, read_log(run)) for run in runs]
     return [(run, log) for run, log in logs if log]
 
 
@@ -165,7 +171,7 @@ def _comparison_section(runs: list[Path], split: str, mode: str) -> tuple[str, d
         data, rows = compare_runs(runs, split, mode)
     except LlaraKitError as exc:
         return f'<p class="note">No comparison: {html.escape(str(exc))}</p>', {}
-    encoder = run_config(runs[0]).encoder
+    encoder = read_config(runs[0]).encoder
     paired = add_paired(rows, f"{encoder} alone")
     table = table_json(rows, paired)
     columns = ["HR@1", "HR@5", "NDCG@10", f"ΔHR@1 vs {encoder}", "p"]
@@ -183,10 +189,9 @@ def _comparison_section(runs: list[Path], split: str, mode: str) -> tuple[str, d
 
 
 def _run_section(run: Path, split: str, mode: str) -> str:
-    data = json.loads((run / "data.json").read_text())
+    data = read_data_manifest(run)
     parts = [f"<h3>{html.escape(str(run))}</h3>"]
-    stored = load_metrics(run).get(split, {}).get(mode) if (run / "metrics.json").is_file() \
-        else None
+    stored = load_metrics(run).get(split, {}).get(mode) if has_metrics(run) else None
     if stored and "by_position" in stored:
         bias, spread = stored["position_bias"], stored["spread"]
         parts.append(position_figure(run, stored))
@@ -206,12 +211,11 @@ def _run_section(run: Path, split: str, mode: str) -> str:
     else:
         parts.append(f'<p class="note">No {mode} results on {split} by position yet: run '
                      f"<code>llara-kit evaluate {html.escape(str(run))}</code>.</p>")
-    summary = run / "summary.json"
     facts = {"data set": data.get("dataset", "-"), "data hash": data["hash"],
              "data settings": json.dumps(data.get("settings", {})),
              **{f"training: {k}": str(v) for k, v in
-                (json.loads(summary.read_text()) if summary.is_file() else {}).items()}}
-    config = {k: json.dumps(v) for k, v in sorted(run_config(run).to_dict().items())}
+                (read_summary(run) or {}).items()}}
+    config = {k: json.dumps(v) for k, v in sorted(read_config(run).to_dict().items())}
     parts.append(_table(["", "value"], [[k, str(v)] for k, v in facts.items()]))
     parts.append("<details><summary>config.json</summary>"
                  + _table(["setting", "value"], [[k, v] for k, v in config.items()])
@@ -223,9 +227,7 @@ def write_report(runs: list[Path], out: Path, split: str = "test", mode: str = "
     """Write the report of ``runs`` to ``out`` (atomically); returns its path."""
     runs = [Path(r) for r in runs]
     for run in runs:
-        if not (run / "config.json").is_file():
-            raise LlaraKitError(f"{str(run)!r} is not a run folder (no config.json); "
-                                "give folders written by `llara-kit train`.")
+        require_run(run)
     comparison_html, _ = _comparison_section(runs, split, mode)
     body = [
         f"<h1>llara-kit report: {html.escape(', '.join(r.name for r in runs))}</h1>",

@@ -1,33 +1,38 @@
-"""Assembling a LLaRA model from its parts, and the run folder that stores them.
-
-A run folder holds everything needed to evaluate or serve again: ``config.json`` (resolved,
-with component names and versions), ``data.json`` (data set and hash), ``encoder/``
-(safetensors + JSON), ``projector.safetensors`` + ``projector.json``,
-``objective.safetensors`` (the objective's own weights, e.g. the score head), ``adapter/``
-(peft format), ``train_log.jsonl`` and, while training, ``checkpoint/``. Weights load with
-safetensors only.
+"""Assembling a LLaRA run from its config, the one place that does it: the prepared data, the
+encoder (an explicit step: the run's own copy, ``--encoder-dir``, the one ``pretrain`` stored,
+or one pre-trained now), the backbone with LoRA, the projector and the objective, for
+training, evaluation, zero-shot and ``recommend``. Also the run's weights: the LoRA in peft
+format, the projector's and objective's in safetensors (the JSON records: ``run_folder``).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from llara_kit.config import TrainConfig
+from llara_kit.config import PretrainSettings, TrainConfig
 from llara_kit.data import PreparedData, prepare_data
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import Backbone, load_backbone
 from llara_kit.model import LlaraModel
 from llara_kit.plugins import build_component
-from llara_kit.prompts import PromptTemplate
+from llara_kit.pretrain import pretrain_encoder, stored_encoders
+from llara_kit.prompts import Template
+from llara_kit.run_folder import (
+    ADAPTER,
+    ENCODER,
+    read_config,
+    read_data_manifest,
+    require_finished,
+)
 from llara_kit.storage import atomic_path, staged_dir, write_json
 
 
@@ -40,7 +45,75 @@ def load_prepared(cfg: TrainConfig, draws: int = 1) -> PreparedData:
     return prepare_data(cfg.dataset, options, cfg.data_settings(draws))[0]
 
 
-def add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
+# --- the encoder ------------------------------------------------------------------------
+@dataclass
+class EncoderChoice:
+    folder: Path  # safetensors + JSON, as `pretrain` stores them
+    how: str  # why this one, for the user
+
+
+def choose_encoder(cfg: TrainConfig, data: PreparedData, run_dir: Path,
+                   show_progress: bool = True) -> EncoderChoice:
+    """The encoder a run trains with: the run's own copy (a resumed run), the folder named by
+    ``encoder_dir``, the newest one ``pretrain`` stored for this encoder, its options and the
+    data, or else one pre-trained now with the default settings."""
+    own = Path(run_dir) / ENCODER
+    if (own / "encoder.json").is_file():
+        return EncoderChoice(own, "the run's own copy")
+    if cfg.encoder_dir is not None:
+        folder = Path(cfg.encoder_dir)
+        _check_stored(folder, cfg.encoder, data)
+        return EncoderChoice(folder, "given by --encoder-dir")
+    stored = stored_encoders(cfg.encoder, data, cfg.encoder_options)
+    if stored:
+        return EncoderChoice(stored[0], "stored by `llara-kit pretrain`")
+    pre = pretrain_encoder(cfg.encoder, data, cfg.encoder_options,
+                           PretrainSettings(seed=cfg.seed), show_progress=show_progress)
+    return EncoderChoice(pre.path, "pre-trained now with the default settings")
+
+
+def _check_stored(folder: Path, name: str, data: PreparedData) -> None:
+    meta = folder / "encoder.json"
+    if not meta.is_file():
+        raise LlaraKitError(f"--encoder-dir {str(folder)!r} holds no saved encoder "
+                            "(encoder.json); give a folder that `llara-kit pretrain` printed.")
+    stored = json.loads(meta.read_text())["encoder"]
+    if stored != name:
+        raise LlaraKitError(f"--encoder-dir {str(folder)!r} holds a {stored} encoder, not "
+                            f"{name}; pass --encoder {stored}.")
+    report = folder / "pretrain.json"
+    trained_on = json.loads(report.read_text())["data_hash"] if report.is_file() else None
+    if trained_on not in (None, data.hash):
+        raise LlaraKitError(
+            f"--encoder-dir {str(folder)!r} was pre-trained on data {trained_on[:16]}, not this "
+            f"run's {data.hash[:16]}; pre-train it with the same data settings.")
+
+
+def describe(choice: EncoderChoice) -> str:
+    """One line: which encoder, why, and how it was pre-trained."""
+    report_path = choice.folder / "pretrain.json"
+    facts = ""
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        test = report.get("test", {}).get("HR@1", {}).get("value")
+        facts = (f" ({report['epochs_run']} epochs of at most {report['settings']['epochs']}"
+                 + (f", test HR@1 {test:.3f}" if test is not None else "") + ")")
+    return f"encoder: {choice.how}{facts}, {choice.folder}"
+
+
+def copy_encoder(folder: Path, run_dir: Path) -> None:
+    """Copy the chosen encoder into the run folder (before the first step: a resumed run and
+    every later evaluation use exactly this one)."""
+    if Path(folder).resolve() == (Path(run_dir) / ENCODER).resolve():
+        return
+    with staged_dir(Path(run_dir) / ENCODER) as tmp:
+        for path in Path(folder).iterdir():
+            if path.is_file() and path.suffix in (".json", ".safetensors", ".jsonl"):
+                shutil.copy2(path, tmp / path.name)
+
+
+# --- the model --------------------------------------------------------------------------
+def _add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
     names = {name.rsplit(".", 1)[-1] for name, _ in backbone.model.named_modules()}
     targets = [t for t in cfg.lora_targets if t in names]
     if not targets:
@@ -53,25 +126,31 @@ def add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
     return get_peft_model(backbone.model, lora)
 
 
-def build_projector(cfg: TrainConfig, encoder: Encoder, backbone: Backbone) -> nn.Module:
-    return build_component("projector", cfg.projector, encoder.hidden_size,
-                           backbone.hidden_size, **cfg.projector_options)
-
-
-def build_objective(cfg: TrainConfig, backbone: Backbone) -> nn.Module:
-    return build_component("objective", cfg.objective, backbone.hidden_size,
-                           **cfg.objective_options)
-
-
-def build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: Backbone,
-                ) -> LlaraModel:
+def _build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: Backbone,
+                 ) -> LlaraModel:
     """The LLaRA model around ``llm`` with a fresh projector and objective."""
-    projector = build_projector(cfg, encoder, backbone)
-    objective = build_objective(cfg, backbone)
+    projector = build_component("projector", cfg.projector, encoder.hidden_size,
+                                backbone.hidden_size, **cfg.projector_options)
+    objective = build_component("objective", cfg.objective, backbone.hidden_size,
+                                **cfg.objective_options)
     return LlaraModel(llm, encoder, projector, backbone.behaviour_id, objective,
                       cfg.user_conditioned)
 
 
+def new_model(cfg: TrainConfig, backbone: Backbone, encoder: Encoder) -> LlaraModel:
+    """A model to train: fresh LoRA, projector and objective, initialised from the seed."""
+    torch.manual_seed(cfg.seed)
+    llm = _add_lora(backbone, cfg)
+    if cfg.gradient_checkpointing:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return _build_model(cfg, llm, encoder, backbone)
+
+
+def template_of(cfg: TrainConfig) -> Template:
+    return build_component("template", cfg.template, **cfg.template_options)
+
+
+# --- weights ----------------------------------------------------------------------------
 def _save_weights(module: nn.Module, path: Path) -> None:
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
@@ -98,29 +177,14 @@ def save_adapter(llm: PeftModel, folder: Path) -> None:
         llm.save_pretrained(tmp, save_embedding_layers=False)
 
 
-def save_encoder_copy(encoder_dir: Path, run_dir: Path) -> None:
-    with staged_dir(run_dir / "encoder") as tmp:
-        for name in ("encoder.safetensors", "encoder.json", "pretrain.json"):
-            shutil.copy2(encoder_dir / name, tmp / name)
-
-
-# Runs written before objectives existed trained the paper's way.
-_BEFORE_OBJECTIVES = {"objective": "title", "user_conditioned": False}
-
-
-def run_config(path: Path) -> TrainConfig:
-    """The resolved settings a run folder was trained with (``config.json``)."""
-    saved: dict[str, Any] = json.loads((Path(path) / "config.json").read_text())["config"]
-    return TrainConfig(**(_BEFORE_OBJECTIVES | saved))
-
-
+# --- a trained run ----------------------------------------------------------------------
 @dataclass
 class LoadedRun:
     path: Path
     config: TrainConfig
     model: LlaraModel
     backbone: Backbone
-    template: PromptTemplate
+    template: Template
     data: PreparedData
 
 
@@ -128,27 +192,28 @@ def load_run(path: Path, device: str = "cpu", draws: int = 1) -> LoadedRun:
     """Rebuild a trained LLaRA model from its run folder, on data with ``draws`` negative
     sets for valid and test."""
     path = Path(path)
-    # summary.json is written last: without it training did not finish (or was killed)
-    needed = ("config.json", "data.json", "projector.safetensors", "adapter", "encoder",
-              "summary.json")
-    missing = [n for n in needed if not (path / n).exists()]
-    if missing:
-        raise LlaraKitError(
-            f"{str(path)!r} is not a finished run folder (missing {', '.join(missing)}); "
-            "train one with `llara-kit train` or resume it with --resume."
-        )
-    cfg = run_config(path)
+    require_finished(path)
+    cfg = read_config(path)
     data = load_prepared(cfg, draws)
-    expected = json.loads((path / "data.json").read_text())["hash"]
+    expected = read_data_manifest(path)["hash"]
     if data.hash != expected:
         raise LlaraKitError(
             f"The prepared data's hash {data.hash[:16]} differs from the run's {expected[:16]}; "
             "the data files changed since training."
         )
     backbone = load_backbone(cfg.llm)
-    llm = PeftModel.from_pretrained(backbone.model, path / "adapter")
-    model = build_model(cfg, llm, load_encoder(path / "encoder"), backbone)
+    llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
+    model = _build_model(cfg, llm, load_encoder(path / ENCODER), backbone)
     load_trainable(model, path)
-    model = model.to(device).eval()
-    template = build_component("template", cfg.template, **cfg.template_options)
-    return LoadedRun(path, cfg, model, backbone, template, data)
+    return LoadedRun(path, cfg, model.to(device).eval(), backbone, template_of(cfg), data)
+
+
+def zero_shot_view(run: LoadedRun) -> LoadedRun:
+    """The same run with the untuned LLM (no LoRA), ranking by title likelihood: the
+    zero-shot baseline."""
+    cfg = replace(run.config, objective="title", user_conditioned=False, objective_options={})
+    backbone = load_backbone(cfg.llm)
+    model = _build_model(cfg, backbone.model, run.model.encoder, backbone)
+    model.projector = run.model.projector
+    device = next(run.model.parameters()).device
+    return replace(run, model=model.to(device).eval(), backbone=backbone, config=cfg)

@@ -29,23 +29,25 @@ from rich.progress import (
 )
 from safetensors.torch import load_file, save_file
 
+from llara_kit import run_folder
 from llara_kit.batching import Batch, collate
-from llara_kit.config import TrainConfig, field_default
+from llara_kit.config import TrainConfig
+from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import load_backbone
-from llara_kit.plugins import build_component, get_component, load_plugins
-from llara_kit.pretrain import PretrainSettings, pretrain_encoder
+from llara_kit.plugins import build_component, get_component
 from llara_kit.run import (
-    add_lora,
-    build_model,
+    choose_encoder,
+    copy_encoder,
+    describe,
     load_prepared,
     load_trainable,
+    new_model,
     save_adapter,
-    save_encoder_copy,
     save_trainable,
+    template_of,
 )
-from llara_kit.storage import complete_dir, read_jsonl, staged_dir, write_json, write_jsonl
-from llara_kit.version import VERSION
+from llara_kit.storage import complete_dir, staged_dir, write_json
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
 _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
@@ -111,16 +113,11 @@ class Trainer:
 
         self.data = load_prepared(cfg)
         self.backbone = load_backbone(cfg.llm)  # before pre-training: a bad --llm fails fast
-        pre = pretrain_encoder(cfg.encoder, self.data, cfg.encoder_options,
-                               PretrainSettings(seed=cfg.seed), show_progress=show_progress)
-        self.encoder_dir = pre.path
-        torch.manual_seed(cfg.seed)  # LoRA, projector and objective initialisation
-        llm = add_lora(self.backbone, cfg)
-        if cfg.gradient_checkpointing:
-            llm.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.model = build_model(cfg, llm, pre.encoder, self.backbone).to(self.device)
-        self.template = build_component("template", cfg.template, **cfg.template_options)
+        self.encoder = choose_encoder(cfg, self.data, self.run_dir, show_progress)
+        self.console.print(describe(self.encoder), soft_wrap=True, markup=False)
+        encoder = load_encoder(self.encoder.folder)
+        self.model = new_model(cfg, self.backbone, encoder).to(self.device)
+        self.template = template_of(cfg)
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -207,11 +204,13 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         cfg, plan = self.cfg, self.plan
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        copy_encoder(self.encoder.folder, self.run_dir)  # what a resumed run will use
         start = self.load_checkpoint() if resume else 0
-        log_path = self.run_dir / "train_log.jsonl"
-        kept = read_jsonl(log_path, torn_tail=True) if resume and log_path.exists() else []
+        kept = run_folder.read_log(self.run_dir, torn_tail=True) if resume else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
-        write_jsonl(log_path, log)
+        run_folder.write_log(self.run_dir, log)
+        log_path = run_folder.log_path(self.run_dir)
         if start >= plan.total_steps:
             return self._finish(log)
         total_micro = cfg.epochs * plan.micro_per_epoch
@@ -280,7 +279,6 @@ class Trainer:
     def _finish(self, log: list[dict[str, Any]]) -> dict[str, Any]:
         save_adapter(self.model.llm, self.run_dir / "adapter")
         save_trainable(self.model, self.cfg, self.run_dir)
-        save_encoder_copy(self.encoder_dir, self.run_dir)
         seconds = sum(e["seconds"] for e in log)
         summary = {
             "steps": len(log), "samples_seen": sum(e["samples"] for e in log),
@@ -290,7 +288,7 @@ class Trainer:
             "tokens_per_s": round(sum(e["tokens"] for e in log) / seconds, 1) if log else None,
             "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
         }
-        write_json(self.run_dir / "summary.json", summary)
+        run_folder.write_summary(self.run_dir, summary)
         for name in ("checkpoint", "checkpoint.old"):
             shutil.rmtree(self.run_dir / name, ignore_errors=True)
         return summary
@@ -319,22 +317,6 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, params: list,
         optimizer.state[p][key] = value.to(p.device)
 
 
-def write_run_config(cfg: TrainConfig, run_dir: Path, data_manifest: dict) -> None:
-    """config.json (resolved, with component versions) and data.json."""
-    plugins = load_plugins()
-    components = {
-        kind: {"name": getattr(cfg, kind),
-               "plugin": plugins.registries[kind].get(getattr(cfg, kind)).plugin}
-        for kind in ("encoder", "projector", "schedule", "template", "dataset", "objective")
-    }
-    for comp in components.values():
-        comp["version"] = plugins.plugins[comp["plugin"]].version
-    write_json(run_dir / "config.json", {"config": cfg.to_dict(), "components": components,
-                                         "llara_kit_version": VERSION})
-    write_json(run_dir / "data.json", {k: data_manifest[k] for k in
-                                       ("dataset", "hash", "key", "counts", "settings")})
-
-
 def check_components(cfg: TrainConfig) -> None:
     """Fail on a misspelt component or option before any slow work starts."""
     for kind in ("encoder", "projector", "template", "dataset", "objective"):
@@ -343,12 +325,11 @@ def check_components(cfg: TrainConfig) -> None:
 
 
 def check_resume(cfg: TrainConfig, run_dir: Path) -> None:
-    saved_path = run_dir / "config.json"
-    if not saved_path.is_file():
+    if not run_folder.is_run(run_dir):
         raise LlaraKitError(f"Nothing to resume in {str(run_dir)!r}: it has no config.json.")
-    saved = json.loads(saved_path.read_text())["config"]
+    saved = run_folder.read_config(run_dir).to_dict()
     for key, value in cfg.to_dict().items():
-        if key not in RESUMABLE and saved.get(key, field_default(key)) != value:
+        if key not in RESUMABLE and saved[key] != value:
             raise LlaraKitError(
                 f"--resume with {key}={value!r}, but the run was started with "
                 f"{key}={saved.get(key)!r}; use the same settings or another --out."
@@ -362,17 +343,17 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
     check_components(cfg)
     if resume:
         check_resume(cfg, run_dir)
-        if (run_dir / "summary.json").exists():
+        if run_folder.read_summary(run_dir) is not None:
             raise LlaraKitError(
                 f"Run {str(run_dir)!r} has finished; evaluate it, or train into another --out."
             )
-    elif (run_dir / "config.json").exists():
+    elif run_folder.is_run(run_dir):
         raise LlaraKitError(
             f"Run folder {str(run_dir)!r} already holds a run; pass --resume to continue it or "
             "choose another --out."
         )
     trainer = Trainer(cfg, run_dir, console, show_progress)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume or not (run_dir / "data.json").is_file():  # a kill may have come between
-        write_run_config(cfg, run_dir, trainer.data.manifest)
+    if not resume or not run_folder.has_data_manifest(run_dir):  # a kill may have come between
+        run_folder.write_config(run_dir, cfg, trainer.data.manifest)
     return trainer.run(resume=resume)

@@ -14,10 +14,11 @@ import llara_kit
 from llara_kit.batching import collate
 from llara_kit.cli import cli
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import evaluate, load_metrics, normalise, split_prompts, zero_shot_view
+from llara_kit.evaluate import evaluate, normalise, split_prompts
 from llara_kit.inference import candidate_logprobs, greedy_answers
 from llara_kit.recommend import Recommender
-from llara_kit.run import load_run
+from llara_kit.run import load_run, zero_shot_view
+from llara_kit.run_folder import load_metrics
 from llara_kit.storage import read_jsonl
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from helpers import train_tiny
 
 from llara_kit.cli import cli
-from llara_kit.evaluate import load_metrics
+from llara_kit.run_folder import load_metrics
 from llara_kit.storage import read_jsonl
 
 

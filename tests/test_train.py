@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from click.testing import CliRunner
 from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+from rich.console import Console
 from safetensors.torch import load_file
 
 from llara_kit.cli import cli
 from llara_kit.config import PRESETS, TrainConfig, resolve
 from llara_kit.errors import LlaraKitError
-from llara_kit.run import load_run
-from llara_kit.storage import read_jsonl
+from llara_kit.pretrain import PretrainSettings, pretrain_encoder
+from llara_kit.run import choose_encoder, load_prepared, load_run
+from llara_kit.run_folder import write_config
+from llara_kit.storage import HOME_ENV, read_jsonl
 from llara_kit.train import Trainer, learning_rate, train
 
 
@@ -174,9 +179,7 @@ def test_interrupted_run_resumes_to_the_same_weights(assets, tmp_path, monkeypat
 
 def test_run_folder_reloads(assets, tmp_path):
     trainer = Trainer(config(assets, schedule="hybrid-only"), tmp_path, show_progress=False)
-    from llara_kit.train import write_run_config
-
-    write_run_config(trainer.cfg, tmp_path, trainer.data.manifest)
+    write_config(tmp_path, trainer.cfg, trainer.data.manifest)
     trainer.run()
     batch = trainer.micro_batch(0, 1.0)
     with torch.no_grad():
@@ -281,3 +284,56 @@ def test_objective_plugin_from_the_docs_trains(assets, tmp_path):
                     tmp_path / "r", show_progress=False)
     assert summary["steps"] == 2 and 0 < summary["final_loss"] < 10
     assert load_run(tmp_path / "r").model.objective.__class__.__name__ == "PairwiseHead"
+
+
+def test_train_uses_the_encoder_pretrain_stored_or_the_one_named(assets, tmp_path, monkeypatch):
+    """`pretrain --epochs 2` then `train`: the run uses that encoder and says so;
+    --encoder-dir names another; a resumed run keeps its own copy."""
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    cfg = config(assets, max_train_samples=4)
+    data = load_prepared(cfg)
+    stored = pretrain_encoder(cfg.encoder, data, cfg.encoder_options,
+                              PretrainSettings(epochs=2, patience=5), show_progress=False)
+    console = Console(file=io.StringIO(), width=400)
+    train(cfg, tmp_path / "run", console=console, show_progress=False)
+    said = console.file.getvalue()
+    assert "encoder: stored by `llara-kit pretrain` (2 epochs of at most 2" in said
+    assert str(stored.path) in said
+    copy = json.loads((tmp_path / "run/encoder/pretrain.json").read_text())
+    assert copy["key"] == stored.report["key"]
+
+    newer = pretrain_encoder(cfg.encoder, data, cfg.encoder_options,
+                             PretrainSettings(epochs=1, seed=5), show_progress=False)
+    assert choose_encoder(cfg, data, tmp_path / "elsewhere").folder == newer.path  # newest
+    assert choose_encoder(cfg, data, tmp_path / "run").how == "the run's own copy"
+    named = replace(cfg, encoder_dir=str(stored.path))
+    assert choose_encoder(named, data, tmp_path / "elsewhere").folder == stored.path
+    with pytest.raises(LlaraKitError, match="holds a sasrec encoder, not gru4rec; pass "
+                                            "--encoder sasrec"):
+        train(replace(named, encoder="gru4rec"), tmp_path / "wrong", show_progress=False)
+
+
+def test_the_bert4rec_distribution_pretrains_trains_and_evaluates(assets, tmp_path,
+                                                                   llara_plugin):
+    """plugins/llara-kit-bert4rec (installed by make setup) through the three commands."""
+    import llara_kit_bert4rec
+
+    llara_plugin(llara_kit_bert4rec)
+    data = ["--dataset", "csv", "--data-dir", assets["data_dir"], "--history", "5",
+            "--candidates", "10", "--split", "0.6,0.2,0.2"]
+    runner = CliRunner()
+    pre = runner.invoke(cli, ["pretrain", "--encoder", "bert4rec", *data, "--epochs", "2",
+                              "--encoder-option", "hidden_size=16", "--json"])
+    assert pre.exit_code == 0, pre.output
+    assert json.loads(pre.stdout)["encoder"] == "bert4rec"
+    out = tmp_path / "run"
+    result = runner.invoke(cli, [
+        "train", "--encoder", "bert4rec", "--projector", "mlp", "--schedule", "linear", *data,
+        "--encoder-option", "hidden_size=16", "--llm", assets["llm"], "--template", "item",
+        "--max-train-samples", "8", "--batch-size", "4", "--precision", "fp32",
+        "--out", str(out)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "stored by `llara-kit pretrain` (2 epochs" in result.output
+    evaluated = runner.invoke(cli, ["evaluate", str(out), "--no-fuse", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert 0 <= json.loads(evaluated.stdout)["score"]["HR@1"]["value"] <= 1

@@ -28,12 +28,13 @@ from llara_kit.compare import add_paired, cell, comparison, table_json
 from llara_kit.compare import markdown as comparison_markdown
 from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
-from llara_kit.evaluate import evaluate, load_metrics, zero_shot_view
+from llara_kit.evaluate import evaluate
 from llara_kit.fusion import evaluate_fusion
 from llara_kit.metrics import paired_difference, summarise
 from llara_kit.ranking import all_item_scores, candidate_ranks, popularity_scorer
-from llara_kit.run import load_prepared, load_run, run_config
-from llara_kit.storage import read_jsonl, write_json
+from llara_kit.run import load_prepared, load_run, zero_shot_view
+from llara_kit.run_folder import load_metrics, read_config, read_log, read_predictions
+from llara_kit.storage import write_json
 from llara_kit.train import train
 
 BASE = {"protocol": "loo", "encoder": "sasrec", "projector": "mlp"}
@@ -144,7 +145,7 @@ def report(out: Path, with_test: bool = True) -> str:
               "|---" * (BUDGETS[-1] // BUDGETS[0] + 1) + "|"]
     for name in res:
         if name.endswith(f"-{BUDGETS[-1]}"):
-            log = read_jsonl(out / name / "train_log.jsonl")
+            log = read_log(out / name)
             per = BUDGETS[0] // 8  # steps of batch 8
             means = [sum(e["loss"] for e in log[i:i + per]) / per for i in range(0, len(log), per)]
             lines.append(f"| {name} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
@@ -173,7 +174,7 @@ def report(out: Path, with_test: bool = True) -> str:
 
 def baselines_on_valid(folder: Path) -> str:
     """SASRec alone and popularity on the same valid users as the grid."""
-    data = load_prepared(run_config(folder))
+    data = load_prepared(read_config(folder))
     cells = []
     for name, scorer in (("sasrec alone", load_encoder(folder / "encoder")),
                          ("popularity", popularity_scorer(data))):
@@ -200,7 +201,7 @@ def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
             if "zero-shot-score" not in stored:
                 evaluate(zero_shot_view(run), "test", batch_size=8, limit=ZERO_SHOT_USERS,
                          method="zero-shot-score", hybrid=False, show_progress=False)
-    data = load_prepared(run_config(runs[0]))
+    data = load_prepared(read_config(runs[0]))
     rows = comparison(runs, data, "test")
     columns = ["HR@1", "NDCG@10"]
     lines = ["## Test (943 users, 20 candidates; 95% bootstrap intervals)", "",
@@ -223,8 +224,8 @@ def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
 
 def zero_shot_pair(folder: Path) -> str:
     """The chosen run against zero-shot on the users zero-shot was scored on."""
-    zs = read_jsonl(folder / "predictions-test-zero-shot-score.jsonl")
-    run = read_jsonl(folder / "predictions-test-score.jsonl")[: len(zs)]
+    zs = read_predictions(folder, "test", "zero-shot-score")
+    run = read_predictions(folder, "test", "score")[: len(zs)]
     a = np.array([float(r["hit"]) for r in run])
     b = np.array([float(r["hit"]) for r in zs])
     d = paired_difference(a, b, binary=True)

@@ -1,0 +1,151 @@
+"""The run folder's records: the one module that reads and writes them.
+
+A run folder holds ``config.json`` (the resolved settings, component names and versions),
+``data.json`` (data set, hash, settings), ``encoder/`` (the encoder the run trained with,
+copied in before the first step), ``projector.safetensors`` + ``projector.json``,
+``objective.safetensors``, ``adapter/`` (peft), ``train_log.jsonl``, ``summary.json`` (written
+last: the run finished), and after evaluation ``metrics.json`` and
+``predictions-<split>-<method>.jsonl``; while training, ``checkpoint/``. The weights are
+written and read by ``llara_kit.run`` (the assembly); every JSON record here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llara_kit.config import TrainConfig
+from llara_kit.errors import LlaraKitError
+from llara_kit.plugins import load_plugins
+from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
+from llara_kit.version import VERSION
+
+CONFIG, DATA, LOG, SUMMARY, METRICS = (
+    "config.json", "data.json", "train_log.jsonl", "summary.json", "metrics.json")
+ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint"
+# What a finished run has; summary.json is written last, so without it training was killed.
+FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
+# Runs written before objectives existed trained the paper's way.
+_BEFORE_OBJECTIVES = {"objective": "title", "user_conditioned": False}
+COMPONENT_KINDS = ("encoder", "projector", "schedule", "template", "dataset", "objective")
+
+
+def is_run(run_dir: Path) -> bool:
+    return (Path(run_dir) / CONFIG).is_file()
+
+
+def require_run(run_dir: Path) -> None:
+    if not is_run(run_dir):
+        raise LlaraKitError(f"{str(run_dir)!r} is not a run folder (no {CONFIG}); give folders "
+                            "written by `llara-kit train`.")
+
+
+def require_finished(run_dir: Path) -> None:
+    missing = [n for n in FINISHED if not (Path(run_dir) / n).exists()]
+    if missing:
+        raise LlaraKitError(
+            f"{str(run_dir)!r} is not a finished run folder (missing {', '.join(missing)}); "
+            "train one with `llara-kit train` or resume it with --resume."
+        )
+
+
+def write_config(run_dir: Path, cfg: TrainConfig, data_manifest: dict[str, Any]) -> None:
+    """config.json (resolved, with each component's plugin and version) and data.json."""
+    plugins = load_plugins()
+    components = {}
+    for kind in COMPONENT_KINDS:
+        plugin = plugins.registries[kind].get(getattr(cfg, kind)).plugin
+        components[kind] = {"name": getattr(cfg, kind), "plugin": plugin,
+                            "version": plugins.plugins[plugin].version}
+    write_json(Path(run_dir) / CONFIG, {"config": cfg.to_dict(), "components": components,
+                                        "llara_kit_version": VERSION})
+    write_json(Path(run_dir) / DATA, {k: data_manifest[k] for k in
+                                      ("dataset", "hash", "key", "counts", "settings")})
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    """The resolved settings a run folder was trained with."""
+    require_run(run_dir)
+    saved: dict[str, Any] = json.loads((Path(run_dir) / CONFIG).read_text())["config"]
+    return TrainConfig(**(_BEFORE_OBJECTIVES | saved))
+
+
+def read_data_manifest(run_dir: Path) -> dict[str, Any]:
+    """data.json: the data set, its hash and the settings the run was trained on."""
+    return json.loads((Path(run_dir) / DATA).read_text())
+
+
+def has_data_manifest(run_dir: Path) -> bool:
+    return (Path(run_dir) / DATA).is_file()
+
+
+def log_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LOG
+
+
+def read_log(run_dir: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The training log, one entry per optimizer step ([] before the first)."""
+    path = log_path(run_dir)
+    return read_jsonl(path, torn_tail=torn_tail) if path.is_file() else []
+
+
+def write_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
+    write_jsonl(log_path(run_dir), entries)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    write_json(Path(run_dir) / SUMMARY, summary)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The finished run's summary, or None while it is unfinished."""
+    path = Path(run_dir) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _predictions_path(run_dir: Path, split: str, method: str) -> Path:
+    return Path(run_dir) / f"predictions-{split}-{method}.jsonl"
+
+
+def record_metrics(run_dir: Path, split: str, method: str, metrics: dict,
+                   info: dict[str, Any], predictions: list[dict]) -> None:
+    """Write one method's predictions, then add its metrics, with the predictions' sha256, to
+    the run's metrics.json (each atomically): a kill between the two leaves metrics that do
+    not vouch for the new predictions, and ``read_predictions`` refuses them."""
+    path = _predictions_path(run_dir, split, method)
+    write_jsonl(path, predictions)
+    metrics_path = Path(run_dir) / METRICS
+    stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    stored.setdefault(split, {})[method] = {**info, "metrics": metrics,
+                                            "predictions_sha256": sha256_file(path)}
+    write_json(metrics_path, stored)
+
+
+def read_predictions(run_dir: Path, split: str, method: str) -> list[dict]:
+    """The predictions ``evaluate`` recorded for ``method`` on ``split`` ([] if none), checked
+    against the sha256 in metrics.json."""
+    path = _predictions_path(run_dir, split, method)
+    if not path.is_file():
+        return []
+    expected = load_metrics(run_dir).get(split, {}).get(method, {}).get("predictions_sha256")
+    if expected is not None and sha256_file(path) != expected:
+        raise LlaraKitError(
+            f"{str(path)!r} does not match the metrics recorded with it (an evaluation was "
+            f"interrupted); run `llara-kit evaluate {run_dir} --split {split}` again."
+        )
+    return read_jsonl(path)
+
+
+def has_metrics(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def load_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json: {split: {method: {metrics, samples, ...}}}."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise LlaraKitError(
+            f"{str(run_dir)!r} has no {METRICS}; run `llara-kit evaluate` on it first."
+        )
+    return json.loads(path.read_text())
