@@ -212,12 +212,14 @@ llara-kit list-plugins         # shows {name}
 ```
 '''
 
-_USAGE = {
+# The command that uses each kind in a run (docs/writing-plugins.md shows the same, tested).
+USAGE = {
     "encoder": "llara-kit train --encoder {name} --projector mlp --schedule linear",
     "projector": "llara-kit train --encoder sasrec --projector {name} --schedule linear",
     "schedule": "llara-kit train --encoder sasrec --projector mlp --schedule {name}",
-    "template": "llara-kit train --template {name} ...",
-    "dataset": "llara-kit data info --dataset {name} --data-dir FOLDER",
+    "template": "llara-kit train --encoder sasrec --projector mlp --schedule linear "
+                "--template {name}",
+    "dataset": "llara-kit train --dataset {name} --data-dir FOLDER --template item",
 }
 
 
@@ -236,7 +238,7 @@ def write_plugin(name: str, kind: str, parent: Path) -> Path:
     module = name.replace("-", "_")
     fields = {"name": name, "kind": kind, "module": module, "version": VERSION,
               "cls": "".join(p.capitalize() for p in name.split("-")), "func": module}
-    fields["usage"] = _USAGE[kind].format(**fields)
+    fields["usage"] = USAGE[kind].format(**fields)
     (folder / "tests").mkdir(parents=True)
     (folder / "pyproject.toml").write_text(_PYPROJECT.format(**fields))
     (folder / "README.md").write_text(_README.format(**fields))

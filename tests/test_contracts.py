@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from helpers import write_cycle_files
+from helpers import tiny_llm_folder, write_cycle_files
 from test_public_data import write_amazon, write_lastfm, write_steam
 
 from llara_kit import testing
@@ -30,6 +31,28 @@ def test_schedules(name):
 @pytest.mark.parametrize("name", BUILTIN["template"].names())
 def test_templates(name):
     testing.check_template(name)
+
+
+@pytest.mark.parametrize("name", BUILTIN["objective"].names())
+def test_objectives(name, tmp_path):
+    testing.check_objective(name, llm=str(tiny_llm_folder(tmp_path / "tiny")))
+
+
+def test_an_objective_whose_loss_misses_its_weights_is_caught(llara_plugin, tmp_path):
+    from torch import nn
+
+    from llara_kit import hookimpl
+    from llara_kit.objectives import HeadObjective
+
+    class DeafHead(HeadObjective):
+        def __init__(self, hidden_size):
+            super().__init__(hidden_size)
+            self.unused = nn.Linear(2, 2)
+
+    llara_plugin(SimpleNamespace(register_objectives=hookimpl(
+        lambda register: register("deaf", DeafHead))), "deaf")
+    with pytest.raises(AssertionError, match="deaf: the loss must reach the objective's own"):
+        testing.check_objective("deaf", llm=str(tiny_llm_folder(tmp_path / "tiny")))
 
 
 WRITERS = {"csv": write_cycle_files, "lastfm": write_lastfm, "steam": write_steam,
@@ -72,8 +95,6 @@ def test_the_fixture_removes_what_it_registered():
 
 
 def test_a_broken_contract_is_reported(llara_plugin):
-    from types import SimpleNamespace
-
     from llara_kit import hookimpl
 
     def out_of_range(progress):

@@ -1,10 +1,15 @@
-"""Benchmark: pre-train every built-in encoder on ML-100K, print time and test metrics.
+"""Benchmark: pre-train encoders on ML-100K, print time and test metrics, paired differences.
 
     .venv/bin/python examples/benchmarks/pretrain_encoders.py [--repeats 1]
+        [--encoders sasrec,gru4rec,caser,bert4rec] [--protocol llara|loo] [--reuse]
 
-Trains from scratch into a temporary cache (nothing reused), reports wall time per encoder
-(median over repeats), epochs run, and HR@1 over the 20 stored test candidates with its 95%
-bootstrap interval, next to the popularity baseline on the same candidates.
+Trains from scratch into a temporary cache (nothing reused; with ``--reuse``, the encoders
+`llara-kit pretrain` stored with the default settings are used or stored, and no time is
+reported), reports wall time per encoder (median over repeats), epochs run, and HR@1 over the
+20 stored test candidates with its 95% bootstrap interval, next to the popularity baseline on
+the same candidates, and each encoder's paired HR@1 difference to the first one (95% paired
+bootstrap interval, McNemar p). Third-party encoders (``bert4rec`` from
+plugins/llara-kit-bert4rec) load through their entry points.
 """
 
 from __future__ import annotations
@@ -16,32 +21,51 @@ from pathlib import Path
 
 import torch
 
-from llara_kit.data import prepare_data
+from llara_kit.data import DataSettings, prepare_data
 from llara_kit.metrics import format_interval as fmt
+from llara_kit.metrics import paired_difference, per_sample
 from llara_kit.pretrain import pretrain_encoder
-from llara_kit.ranking import popularity_scorer, score_item_scorer
+from llara_kit.ranking import (
+    all_item_scores,
+    candidate_ranks,
+    popularity_scorer,
+    score_item_scorer,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--encoders", default="sasrec,gru4rec,caser")
+    parser.add_argument("--protocol", choices=("llara", "loo"), default="llara")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use (or store) the encoders in the llara-kit cache")
     args = parser.parse_args()
-    data, _ = prepare_data("ml-100k")
-    print(f"torch threads: {torch.get_num_threads()}; data hash {data.hash[:16]}")
+    data, _ = prepare_data("ml-100k", settings=DataSettings(protocol=args.protocol))
+    print(f"torch threads: {torch.get_num_threads()}; ML-100K {args.protocol}, "
+          f"{len(data.splits['test'])} test users; data hash {data.hash[:16]}")
     pop = score_item_scorer(popularity_scorer(data), data, "test")
     print(f"{'popularity':10s} HR@1 {fmt(pop['HR@1'])}  NDCG@10 {fmt(pop['NDCG@10'])}  "
           f"full HR@10 {fmt(pop['full HR@10'])}")
+    first = None
     for name in args.encoders.split(","):
         seconds = []
-        for _ in range(args.repeats):
+        for _ in range(1 if args.reuse else args.repeats):
             with tempfile.TemporaryDirectory() as home:
-                result = pretrain_encoder(name, data, home=Path(home), show_progress=False)
+                result = pretrain_encoder(name, data, home=None if args.reuse else Path(home),
+                                          show_progress=False)
             seconds.append(result.report["seconds"])
+        hits = per_sample(candidate_ranks(all_item_scores(result.encoder, data, "test"), data,
+                                          "test"), "HR@1")  # (n,) 0/1
+        first = hits if first is None else first
         t = result.report["test"]
+        timing = (f"stored run took {result.report['seconds']:.0f} s" if result.reused else
+                  f"train seconds (median of {len(seconds)}) {statistics.median(seconds):.1f}")
+        d = paired_difference(hits, first, binary=True)
         print(f"{name:10s} HR@1 {fmt(t['HR@1'])}  NDCG@10 {fmt(t['NDCG@10'])}  "
               f"full HR@10 {fmt(t['full HR@10'])}  epochs {result.report['epochs_run']}  "
-              f"train seconds (median of {args.repeats}) {statistics.median(seconds):.1f}")
+              f"{timing}  ΔHR@1 vs the first {d['value']:+.3f} [{d['low']:+.3f}, "
+              f"{d['high']:+.3f}] p={d['p']:.2g}")
 
 
 if __name__ == "__main__":
