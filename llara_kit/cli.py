@@ -106,7 +106,7 @@ def setting_option(name: str, default: Any, help: str) -> Any:
     and TOML files can fill it; dicts take repeatable KEY=VALUE, tuples a comma list."""
     flag = "--" + name.replace("_", "-")
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    help_text = f"{help}  [default: {shown}]"
+    help_text = help if default in (None, {}) else f"{help}  [default: {shown}]"
     if isinstance(default, bool):
         return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
     if isinstance(default, dict):
