@@ -34,6 +34,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	PATH=$(BIN):$$PATH $(BIN)/python examples/benchmarks/cli_startup.py
 	$(BIN)/python examples/benchmarks/pretrain_encoders.py
 	$(BIN)/python examples/benchmarks/train_throughput.py
 	@echo "eval speed: $(BIN)/python examples/benchmarks/eval_throughput.py RUN (needs a trained run)"

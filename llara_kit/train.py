@@ -318,9 +318,10 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, params: list,
 
 
 def check_components(cfg: TrainConfig) -> None:
-    """Fail on a misspelt component or option before any slow work starts."""
+    """Fail on a misspelt component, one that cannot be imported, or a bad option, before
+    any slow work starts."""
     for kind in ("encoder", "projector", "template", "dataset", "objective"):
-        get_component(kind, getattr(cfg, kind))
+        get_component(kind, getattr(cfg, kind)).factory  # noqa: B018 - imports a lazy one
     build_component("schedule", cfg.schedule, **cfg.schedule_options)
 
 

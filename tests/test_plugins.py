@@ -219,3 +219,22 @@ def test_bad_component_name_is_refused():
     info = PluginInfo("bad", "0.0", "bad-dist")
     host.add_plugin(BadName(), info)
     assert "'Has Spaces'" in info.error
+
+
+def test_a_lazy_factory_that_cannot_be_imported_stops_train_with_one_line(llara_plugin):
+    from click.testing import CliRunner
+
+    from llara_kit.cli import cli
+
+    class Lazy:
+        @llara_kit.hookimpl
+        def register_encoders(self, register):
+            register("ghost", "ghost_package.model:Ghost")
+
+    llara_plugin(Lazy(), "ghost-plugin")
+    result = CliRunner().invoke(cli, ["train", "--encoder", "ghost"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: Plugin 'ghost-plugin' registered the encoder 'ghost' as "
+        "'ghost_package.model:Ghost', which cannot be imported (ModuleNotFoundError: No module "
+        "named 'ghost_package'); reinstall the plugin or fix its register call."]
