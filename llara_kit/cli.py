@@ -89,15 +89,17 @@ def list_plugins(as_json: bool) -> None:
         click.echo(json.dumps(plugins, indent=2))
         return
     table = Table(title="llara-kit plugins")
-    for column in ("plugin", "version", "source", "status", "components"):
-        table.add_column(column)
+    table.add_column("plugin (source, version)", no_wrap=True)
+    table.add_column("status")
+    table.add_column("components")
     for p in plugins:
         status = "[green]ok[/]" if p["status"] == "ok" else f"[red]broken[/]: {p['error']}"
         provided = p["components"]
         components = "\n".join(
             f"{kind}: {', '.join(provided[kind])}" for kind in KINDS if kind in provided
         )
-        table.add_row(p["name"], p["version"], p["source"], status, components or "-")
+        plugin = f"{p['name']}\n[dim]{p['source']}, {p['version']}[/]"
+        table.add_row(plugin, status, components or "-", end_section=True)
     Console().print(table)
 
 

@@ -16,6 +16,14 @@ def test_list_plugins_table():
     assert "two-stage" in result.output
 
 
+def test_list_plugins_fits_80_columns_with_whole_names():
+    result = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "80"})
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80
+    for name in ("llara_kit.builtins", "llara_kit.data.sources", "llara_kit.data.public"):
+        assert any(name in line for line in lines), name
+
+
 def test_list_plugins_json():
     result = CliRunner().invoke(cli, ["list-plugins", "--json"])
     assert result.exit_code == 0, result.output
