@@ -59,7 +59,7 @@ def stored_encoders(name: str, data: PreparedData, options: dict[str, Any] | Non
     """Folders where ``pretrain`` stored encoder ``name`` with these options for ``data``
     (any training settings), newest first."""
     cls = get_component("encoder", name).factory
-    config = asdict(cls.config_class(**(_sizing(data) | dict(options or {}))))
+    config = asdict(cls.config_from(**(_sizing(data) | dict(options or {}))))
     found = []
     for report_path in ((home or cache_home()) / "encoders").glob(f"{name}-*/pretrain.json"):
         report = json.loads(report_path.read_text())

@@ -213,7 +213,8 @@ def zero_shot_view(run: LoadedRun) -> LoadedRun:
     zero-shot baseline."""
     cfg = replace(run.config, objective="title", user_conditioned=False, objective_options={})
     backbone = load_backbone(cfg.llm)
-    model = _build_model(cfg, backbone.model, run.model.encoder, backbone)
-    model.projector = run.model.projector
+    objective = build_component("objective", cfg.objective, backbone.hidden_size)
+    model = LlaraModel(backbone.model, run.model.encoder, run.model.projector,
+                       backbone.behaviour_id, objective)
     device = next(run.model.parameters()).device
     return replace(run, model=model.to(device).eval(), backbone=backbone, config=cfg)

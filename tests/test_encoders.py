@@ -14,7 +14,12 @@ from llara_kit.cli import cli
 from llara_kit.contracts import check_encoder
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.pretrain import PretrainSettings, build_encoder, pretrain_encoder
+from llara_kit.pretrain import (
+    PretrainSettings,
+    build_encoder,
+    pretrain_encoder,
+    stored_encoders,
+)
 from llara_kit.storage import sha256_file
 
 ENCODERS = load_plugins().registries["encoder"].names()
@@ -74,6 +79,8 @@ def test_bad_encoder_settings(tmp_path):
     data = cycle_data(tmp_path)
     with pytest.raises(LlaraKitError, match="has no setting 'hiden_size'; its settings are"):
         build_encoder("sasrec", data, {"hiden_size": 8})
+    with pytest.raises(LlaraKitError, match="has no setting 'hiden_size'; its settings are"):
+        stored_encoders("sasrec", data, {"hiden_size": 8})  # what train looks up first
     with pytest.raises(LlaraKitError, match="dropout=1.5"):
         build_encoder("gru4rec", data, {"dropout": 1.5})
     with pytest.raises(LlaraKitError, match="lr=0"):

@@ -62,7 +62,8 @@ class Encoder(nn.Module):
             self.item_embedding.weight[0].zero_()
 
     @classmethod
-    def from_options(cls, **options: Any) -> Encoder:
+    def config_from(cls, **options: Any) -> EncoderConfig:
+        """The config for ``options``; an unknown setting is one sentence listing the known."""
         names = {f.name for f in fields(cls.config_class)}
         unknown = sorted(set(options) - names)
         if unknown:
@@ -70,7 +71,11 @@ class Encoder(nn.Module):
                 f"Encoder {cls.name!r} has no setting {unknown[0]!r}; its settings are: "
                 f"{', '.join(sorted(names))}."
             )
-        return cls(cls.config_class(**options))
+        return cls.config_class(**options)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Encoder:
+        return cls(cls.config_from(**options))
 
     @property
     def hidden_size(self) -> int:
