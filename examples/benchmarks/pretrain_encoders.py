@@ -57,15 +57,19 @@ def main() -> None:
             seconds.append(result.report["seconds"])
         hits = per_sample(candidate_ranks(all_item_scores(result.encoder, data, "test"), data,
                                           "test"), "HR@1")  # (n,) 0/1
-        first = hits if first is None else first
         t = result.report["test"]
         timing = (f"stored run took {result.report['seconds']:.0f} s" if result.reused else
                   f"train seconds (median of {len(seconds)}) {statistics.median(seconds):.1f}")
-        d = paired_difference(hits, first, binary=True)
+        delta = ""
+        if first is None:
+            first = hits
+        else:
+            d = paired_difference(hits, first, binary=True)
+            delta = (f"  ΔHR@1 vs the first {d['value']:+.3f} [{d['low']:+.3f}, "
+                     f"{d['high']:+.3f}] p={d['p']:.2g}")
         print(f"{name:10s} HR@1 {fmt(t['HR@1'])}  NDCG@10 {fmt(t['NDCG@10'])}  "
               f"full HR@10 {fmt(t['full HR@10'])}  epochs {result.report['epochs_run']}  "
-              f"{timing}  ΔHR@1 vs the first {d['value']:+.3f} [{d['low']:+.3f}, "
-              f"{d['high']:+.3f}] p={d['p']:.2g}")
+              f"{timing}{delta}")
 
 
 if __name__ == "__main__":
