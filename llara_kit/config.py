@@ -23,6 +23,7 @@ else:  # pragma: no cover
 # How a run ranks candidates at evaluation: score (by its objective), generate (the paper's
 # protocol: free generation, matched to a title), constrained (generation limited to them).
 MODES = ("score", "generate", "constrained")
+DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N."
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -86,9 +87,10 @@ class TrainConfig:
         None, "Train on a random subset of this size (0 = all; default: all on a GPU, "
               "a ~10-minute subset on a CPU).")
     # hardware and bookkeeping
-    device: str = _f("auto", "auto, cpu, cuda or cuda:N.")
+    device: str = _f("auto", DEVICE_HELP)
     precision: str = _f("auto", "auto (bf16 where supported), bf16 or fp32.")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory.")
+    compile: bool = _f(False, "torch.compile each decoder layer (GPU; the first steps are slower).")
     checkpoint_every: int = _f(25, "Optimizer steps between checkpoints.")
 
     def __post_init__(self) -> None:

@@ -19,10 +19,10 @@ import unicodedata
 from typing import Any
 
 import numpy as np
-import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llara_kit.config import MODES
+from llara_kit.distributed import gather_rows, main_writes, process_share, shard
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts
@@ -79,12 +79,15 @@ def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_s
                label: str, show_progress: bool) -> np.ndarray:
     """The run's objective's scores of one layout's candidates: (n, C)."""
     prompts, candidates, _ = split_prompts(run, split, hybrid, candidates=layout.candidates)
+    rank, world = process_share()  # launched processes score a slice of the users each
+    mine = shard(np.arange(len(prompts)), rank, world)
+    prompts, candidates = [prompts[i] for i in mine], candidates[mine]
     titles = _candidate_titles(run, candidates)
     objective = run.model.objective
-    return torch.cat([
-        objective.score(run.model, run.backbone, prompts[sl], titles[sl])
-        for sl in _batches(len(prompts), batch_size, label, show_progress)
-    ]).numpy()
+    scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl]).numpy()
+              for sl in _batches(len(prompts), batch_size, label, show_progress and rank == 0)]
+    return gather_rows(np.concatenate(scores) if scores
+                       else np.zeros(candidates.shape, dtype=np.float32))
 
 
 def _layout_label(split: str, layout: Layout, views: list[Layout]) -> str:
@@ -169,5 +172,5 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
                    history=s.history_of(i),
                    candidates=candidates[i].tolist(), target=int(targets[i]))
     if record:
-        record_metrics(run.path, split, method, metrics, info, rows)
+        main_writes(lambda: record_metrics(run.path, split, method, metrics, info, rows))
     return metrics

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from llara_kit.distributed import main_writes
 from llara_kit.errors import LlaraKitError
 from llara_kit.metrics import CANDIDATE_METRICS, per_sample, summarise, target_ranks
 from llara_kit.ranking import all_item_scores
@@ -93,5 +94,5 @@ def evaluate_fusion(run: LoadedRun, method: str = "score", record: bool = True
         rows = [{"ranking": test.candidates[i][np.argsort(-fused[i], kind="stable")].tolist(),
                  "hit": bool(ranks[i] == 0), "target": int(test.targets[i])}
                 for i in range(len(test))]
-        record_metrics(run.path, "test", "fused", metrics, info, rows)
+        main_writes(lambda: record_metrics(run.path, "test", "fused", metrics, info, rows))
     return {"lambda": _label(lam), "valid_HR@1": table, "metrics": metrics}

@@ -19,6 +19,7 @@ from torch import nn
 
 from llara_kit.config import PretrainSettings, TrainConfig
 from llara_kit.data import PreparedData, prepare_data
+from llara_kit.distributed import process_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import Backbone, load_backbone
@@ -68,7 +69,8 @@ def choose_encoder(cfg: TrainConfig, data: PreparedData, run_dir: Path,
     if stored:
         return EncoderChoice(stored[0], "stored by `llara-kit pretrain`")
     pre = pretrain_encoder(cfg.encoder, data, cfg.encoder_options,
-                           PretrainSettings(seed=cfg.seed), show_progress=show_progress)
+                           PretrainSettings(seed=cfg.seed), show_progress=show_progress,
+                           device=cfg.device)
     return EncoderChoice(pre.path, "pre-trained now with the default settings")
 
 
@@ -151,16 +153,25 @@ def template_of(cfg: TrainConfig) -> Template:
 
 
 # --- weights ----------------------------------------------------------------------------
-def _save_weights(module: nn.Module, path: Path) -> None:
+def _part(module: nn.Module, state: dict[str, torch.Tensor] | None, prefix: str
+          ) -> dict[str, torch.Tensor]:
+    """``module``'s weights: its own, or those under ``prefix`` in a whole model's ``state``."""
+    if state is None:
+        return module.state_dict()
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()},
-                  str(tmp))
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
-def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path) -> None:
-    """The projector and the objective's weights (the LoRA goes through ``save_adapter``)."""
-    _save_weights(model.projector, folder / "projector.safetensors")
-    _save_weights(model.objective, folder / "objective.safetensors")
+def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path,
+                   state: dict[str, torch.Tensor] | None = None) -> None:
+    """The projector and the objective's weights (the LoRA goes through ``save_adapter``);
+    from ``state``, the whole model's gathered weights, when a sharded engine holds them."""
+    _save_weights(_part(model.projector, state, "projector."), folder / "projector.safetensors")
+    _save_weights(_part(model.objective, state, "objective."), folder / "objective.safetensors")
     write_json(folder / "projector.json", {"projector": cfg.projector,
                                            "options": cfg.projector_options})
 
@@ -171,10 +182,13 @@ def load_trainable(model: LlaraModel, folder: Path) -> None:
     model.objective.load_state_dict(load_file(objective) if objective.is_file() else {})
 
 
-def save_adapter(llm: PeftModel, folder: Path) -> None:
-    """The LoRA weights in peft format; the resized embeddings are rebuilt on load, not saved."""
+def save_adapter(llm: PeftModel, folder: Path,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+    """The LoRA weights in peft format (from the LLaRA model's gathered ``state`` if given);
+    the resized embeddings are rebuilt on load, not saved."""
     with staged_dir(folder) as tmp:
-        llm.save_pretrained(tmp, save_embedding_layers=False)
+        llm.save_pretrained(tmp, save_embedding_layers=False,
+                            state_dict=None if state is None else _part(llm, state, "llm."))
 
 
 # --- a trained run ----------------------------------------------------------------------
@@ -188,7 +202,7 @@ class LoadedRun:
     data: PreparedData
 
 
-def load_run(path: Path, device: str = "cpu", draws: int = 1) -> LoadedRun:
+def load_run(path: Path, device: str = "auto", draws: int = 1) -> LoadedRun:
     """Rebuild a trained LLaRA model from its run folder, on data with ``draws`` negative
     sets for valid and test."""
     path = Path(path)
@@ -205,7 +219,8 @@ def load_run(path: Path, device: str = "cpu", draws: int = 1) -> LoadedRun:
     llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
     model = _build_model(cfg, llm, load_encoder(path / ENCODER), backbone)
     load_trainable(model, path)
-    return LoadedRun(path, cfg, model.to(device).eval(), backbone, template_of(cfg), data)
+    return LoadedRun(path, cfg, model.to(process_device(device)).eval(), backbone,
+                     template_of(cfg), data)
 
 
 def zero_shot_view(run: LoadedRun) -> LoadedRun:

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
 from peft import set_peft_model_state_dict
 from rich.console import Console
 from rich.progress import (
@@ -32,9 +34,11 @@ from safetensors.torch import load_file, save_file
 from llara_kit import run_folder
 from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
+from llara_kit.devices import bf16_supported
+from llara_kit.distributed import fold_small, make_accelerator, shard
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.llm import load_backbone
+from llara_kit.llm import Backbone, load_backbone
 from llara_kit.plugins import build_component, get_component
 from llara_kit.run import (
     choose_encoder,
@@ -55,21 +59,7 @@ _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
 # examples/benchmarks/quality.py chose the objective and form at this budget).
 CPU_SUBSET = 256
 # Settings that may change between a run and its --resume.
-RESUMABLE = {"device", "precision", "checkpoint_every", "gradient_checkpointing"}
-
-
-def pick_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise LlaraKitError(f"device={cfg.device!r} but no CUDA GPU is visible; use cpu or auto.")
-    return torch.device(cfg.device)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+RESUMABLE = {"device", "precision", "checkpoint_every", "gradient_checkpointing", "compile"}
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
@@ -103,24 +93,39 @@ class Plan:
 
 
 class Trainer:
+    """One process's part of a run (see ``llara_kit.distributed``): ``model`` is the LLaRA
+    module, ``engine`` the same module as accelerate prepared it (DDP-wrapped when launched
+    on several processes), which the loop calls."""
+
     def __init__(self, cfg: TrainConfig, run_dir: Path, console: Console | None = None,
-                 show_progress: bool = True):
+                 show_progress: bool = True, backbone: Backbone | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.console = console or Console(stderr=True)
-        self.show_progress = show_progress
-        self.device = pick_device(cfg)
+        self.accelerator, self.device = make_accelerator(cfg.device)
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+        self.console = console or Console(stderr=True, quiet=not self.is_main)
+        self.show_progress = show_progress and self.is_main
         self.bf16 = use_bf16(cfg, self.device)
 
-        self.data = load_prepared(cfg)
-        self.backbone = load_backbone(cfg.llm)  # before pre-training: a bad --llm fails fast
-        self.encoder = choose_encoder(cfg, self.data, self.run_dir, show_progress)
+        with self.accelerator.main_process_first():  # rank 0 writes the caches, others read
+            self.data = load_prepared(cfg)
+            # before pre-training, so that a bad --llm fails fast; a given backbone (random
+            # weights of some shape, for benchmarks) stands in for cfg.llm
+            self.backbone = backbone or load_backbone(cfg.llm)
+            self.encoder = choose_encoder(cfg, self.data, self.run_dir, self.show_progress)
         self.console.print(describe(self.encoder), soft_wrap=True, markup=False)
+        if self.bf16 and self.device.type == "cuda":
+            self.backbone.model.to(torch.bfloat16)  # frozen weights; LoRA and heads stay fp32
         encoder = load_encoder(self.encoder.folder)
         self.model = new_model(cfg, self.backbone, encoder).to(self.device)
+        if cfg.compile:
+            for layer in self.model.llm.get_decoder().layers:
+                layer.compile(dynamic=True)  # per layer: one graph, reused 30 times
         self.template = template_of(cfg)
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.plan = self._make_plan()
         n_train = len(self.data.splits["train"])
         if cfg.max_train_samples is None and len(self.plan.samples) < n_train:
@@ -142,7 +147,11 @@ class Trainer:
         size = self.subset_size()
         samples = np.arange(n) if size == n else np.sort(
             _rng(self.cfg, _SUBSET).choice(n, size=size, replace=False))
-        micro = math.ceil(size / self.cfg.batch_size)
+        if size < self.world:
+            raise LlaraKitError(f"{size} train samples cannot feed {self.world} processes; "
+                                "train on more samples or launch fewer processes.")
+        full, last = divmod(size, self.cfg.batch_size)
+        micro = full + (last >= self.world or full == 0)  # a smaller last one is folded
         total = math.ceil(self.cfg.epochs * micro / self.cfg.grad_accum)
         return Plan(samples, micro, total)
 
@@ -162,16 +171,23 @@ class Trainer:
             chunk = chunk[np.argsort(size[start : start + group], kind="stable")]
             batches += [chunk[i : i + self.cfg.batch_size]
                         for i in range(0, len(chunk), self.cfg.batch_size)]
+        batches = fold_small(batches, self.world)
         return [batches[i] for i in rng.permutation(len(batches))], cands
 
-    def micro_batch(self, g: int, p_hybrid: float) -> Batch:
-        """Micro-batch number ``g`` (over all epochs), hybrid samples drawn with ``p_hybrid``."""
+    def global_micro_batch(self, g: int) -> np.ndarray:
+        """Sample indices of global micro-batch ``g`` (over all epochs; every rank's)."""
         epoch, j = divmod(g, self.plan.micro_per_epoch)
-        batches, cands = self._epoch(epoch)
-        idx = batches[j]
+        return self._epoch(epoch)[0][j]
+
+    def micro_batch(self, g: int, p_hybrid: float) -> Batch:
+        """This rank's slice of micro-batch ``g``, hybrid samples drawn with ``p_hybrid`` (the
+        draws are made for the whole micro-batch, so they do not depend on the rank count)."""
+        idx = self.global_micro_batch(g)
+        cands = self._epoch(g // self.plan.micro_per_epoch)[1]
         train = self.data.splits["train"]
         hybrid = _rng(self.cfg, _HYBRID, g).random(len(idx)) < p_hybrid
         phrasing = _rng(self.cfg, _PHRASING, g).integers(0, 1 << 16, size=len(idx))
+        idx, hybrid, phrasing = (shard(a, self.rank, self.world) for a in (idx, hybrid, phrasing))
         prompts = [
             self.template.render(self.data.titles, train.history_of(i), cands[i].tolist(),
                                  bool(h), int(ph))
@@ -183,13 +199,29 @@ class Trainer:
         return collate(self.backbone, prompts, answers, target_pos)
 
     # --- checkpoints ----------------------------------------------------------------------
+    @property
+    def sharded(self) -> bool:
+        """Whether FSDP or DeepSpeed splits the weights and optimizer state over the ranks."""
+        return self.accelerator.distributed_type in (DistributedType.FSDP,
+                                                     DistributedType.DEEPSPEED)
+
+    def _gathered(self) -> dict[str, torch.Tensor] | None:
+        """The whole model's weights, gathered onto rank 0 by every rank (sharded engines)."""
+        return self.accelerator.get_state_dict(self.engine) if self.sharded else None
+
     def save_checkpoint(self, step: int) -> None:
-        with staged_dir(self.run_dir / "checkpoint") as tmp:
-            save_adapter(self.model.llm, tmp / "adapter")
-            save_trainable(self.model, self.cfg, tmp)
-            save_file(_optimizer_tensors(self.optimizer, self.params),
-                      str(tmp / "optimizer.safetensors"))
-            write_json(tmp / "state.json", {"step": step})
+        """Rank 0 writes; the optimizer moments only where every rank holds them whole (one
+        process, DDP): a sharded run resumes its weights with fresh moments."""
+        state = self._gathered()
+        if self.is_main:
+            with staged_dir(self.run_dir / "checkpoint") as tmp:
+                save_adapter(self.model.llm, tmp / "adapter", state)
+                save_trainable(self.model, self.cfg, tmp, state)
+                if not self.sharded:
+                    save_file(_optimizer_tensors(self.optimizer, self.params),
+                              str(tmp / "optimizer.safetensors"))
+                write_json(tmp / "state.json", {"step": step})
+        self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self) -> int:
         ckpt = complete_dir(self.run_dir / "checkpoint", "state.json")
@@ -198,18 +230,26 @@ class Trainer:
         adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
         set_peft_model_state_dict(self.model.llm, adapter)
         load_trainable(self.model, ckpt)
-        _load_optimizer(self.optimizer, self.params, load_file(ckpt / "optimizer.safetensors"))
+        if (ckpt / "optimizer.safetensors").is_file():
+            _load_optimizer(self.optimizer, self.params,
+                            load_file(ckpt / "optimizer.safetensors"))
+        else:
+            self.console.print("The checkpoint holds no optimizer moments (a sharded run): "
+                               "AdamW starts afresh from its weights.")
         return json.loads((ckpt / "state.json").read_text())["step"]
 
     # --- the loop -------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         cfg, plan = self.cfg, self.plan
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        copy_encoder(self.encoder.folder, self.run_dir)  # what a resumed run will use
+        if self.is_main:
+            copy_encoder(self.encoder.folder, self.run_dir)  # what a resumed run will use
         start = self.load_checkpoint() if resume else 0
         kept = run_folder.read_log(self.run_dir, torn_tail=True) if resume else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
-        run_folder.write_log(self.run_dir, log)
+        self.accelerator.wait_for_everyone()  # all have read before rank 0 rewrites
+        if self.is_main:
+            run_folder.write_log(self.run_dir, log)
         log_path = run_folder.log_path(self.run_dir)
         if start >= plan.total_steps:
             return self._finish(log)
@@ -222,13 +262,15 @@ class Trainer:
         self.model.train()
         step = start
         try:
-            with progress, open(log_path, "a", encoding="utf-8") as log_file:
+            log_file = open(log_path, "a", encoding="utf-8") if self.is_main else nullcontext()
+            with progress, log_file:
                 task = progress.add_task("train", total=plan.total_steps, completed=start, info="")
                 for step in range(start, plan.total_steps):
                     entry = self._step(step, total_micro)
                     log.append(entry)
-                    log_file.write(json.dumps(entry) + "\n")
-                    log_file.flush()
+                    if self.is_main:
+                        log_file.write(json.dumps(entry) + "\n")
+                        log_file.flush()
                     progress.update(task, advance=1, info=(
                         f"loss {entry['loss']:.3f} lr {entry['lr']:.1e} "
                         f"p {entry['p_hybrid']:.2f} {entry['tokens_per_s']:.0f} tok/s"))
@@ -252,19 +294,25 @@ class Trainer:
         first = step * cfg.grad_accum
         micro = range(first, min(first + cfg.grad_accum, total_micro))
         started = time.perf_counter()
-        loss_sum, tokens, samples, hybrid = 0.0, 0, 0, 0
-        for g in micro:
-            torch.manual_seed(cfg.seed * 1_000_003 + g)  # dropout, reproducible on resume
+        stats = torch.zeros(4, dtype=torch.float64)  # loss x share, tokens, samples, hybrid
+        for k, g in enumerate(micro):
+            # dropout: reproducible on resume, rank 0 as in a one-process run
+            torch.manual_seed(cfg.seed * 1_000_003 + g + self.rank * (1 << 40))
             batch = self.micro_batch(g, p).to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                loss = self.model(batch)
-            (loss / len(micro)).backward()
-            loss_sum += loss.item()
-            tokens += batch.n_tokens
-            samples += len(batch.hybrid)
-            hybrid += int(batch.hybrid.sum())
+            share = len(batch.hybrid) / len(self.global_micro_batch(g))  # this rank's share
+            last = k == len(micro) - 1  # ranks exchange gradients once per optimizer step
+            with nullcontext() if last else self.accelerator.no_sync(self.engine):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    loss = self.engine(batch)
+                # the engine averages over ranks: weighted so that gives the global mean
+                self.accelerator.backward(loss * (share * self.world / len(micro)))
+            stats += torch.tensor([loss.item() * share, batch.n_tokens, len(batch.hybrid),
+                                   int(batch.hybrid.sum())], dtype=torch.float64)
+        loss_sum, tokens, samples, hybrid = (
+            self.accelerator.reduce(stats.to(self.device), "sum").tolist())
+        tokens, samples, hybrid = int(tokens), int(samples), int(hybrid)
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+            self.accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - started
@@ -277,8 +325,6 @@ class Trainer:
         }
 
     def _finish(self, log: list[dict[str, Any]]) -> dict[str, Any]:
-        save_adapter(self.model.llm, self.run_dir / "adapter")
-        save_trainable(self.model, self.cfg, self.run_dir)
         seconds = sum(e["seconds"] for e in log)
         summary = {
             "steps": len(log), "samples_seen": sum(e["samples"] for e in log),
@@ -287,10 +333,16 @@ class Trainer:
             "train_seconds": round(seconds, 1),
             "tokens_per_s": round(sum(e["tokens"] for e in log) / seconds, 1) if log else None,
             "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
+            "processes": self.world,
         }
-        run_folder.write_summary(self.run_dir, summary)
-        for name in ("checkpoint", "checkpoint.old"):
-            shutil.rmtree(self.run_dir / name, ignore_errors=True)
+        state = self._gathered()
+        if self.is_main:
+            save_adapter(self.model.llm, self.run_dir / "adapter", state)
+            save_trainable(self.model, self.cfg, self.run_dir, state)
+            run_folder.write_summary(self.run_dir, summary)
+            for name in ("checkpoint", "checkpoint.old"):
+                shutil.rmtree(self.run_dir / name, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         return summary
 
 
@@ -355,6 +407,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
         )
     trainer = Trainer(cfg, run_dir, console, show_progress)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume or not run_folder.has_data_manifest(run_dir):  # a kill may have come between
+    if trainer.is_main and (not resume or not run_folder.has_data_manifest(run_dir)):
+        # (on --resume: a kill may have come between the config and the data manifest)
         run_folder.write_config(run_dir, cfg, trainer.data.manifest)
     return trainer.run(resume=resume)

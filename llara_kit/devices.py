@@ -1,0 +1,33 @@
+"""Where tensors live: the ``--device`` setting (auto, cpu, cuda, cuda:N) and bf16 support."""
+
+from __future__ import annotations
+
+import torch
+
+from llara_kit.config import DEVICE_HELP
+from llara_kit.errors import LlaraKitError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The device ``name`` means on this machine; one sentence if it is not there."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LlaraKitError(f"device={name!r} is not a device; use {DEVICE_HELP}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LlaraKitError(f"device={name!r} but no CUDA GPU is visible; use cpu or auto.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LlaraKitError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) "
+                                "are visible; use cuda:0 or auto.")
+    elif device.type != "cpu":
+        raise LlaraKitError(f"device={name!r} is not supported; use {DEVICE_HELP}")
+    return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())

@@ -1,0 +1,74 @@
+"""The processes of a run, through Hugging Face accelerate.
+
+``llara-kit train`` is one process; ``accelerate launch -m llara_kit train ...`` runs N
+(data parallel by default; FSDP or DeepSpeed from accelerate's config, see docs/scaling.md).
+A global micro-batch holds ``batch_size`` samples whatever N is: rank r takes the r-th of N
+near-equal slices and weights its loss by its share, so the gradient the engine averages over
+ranks is the one-process gradient of the whole micro-batch. Rank 0 writes every file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedDataParallelKwargs, gather_object
+
+from llara_kit.devices import pick_device
+
+
+def process_device(name: str = "auto") -> torch.device:
+    """This process's device: ``name`` (``--device``) in one process; in launched processes
+    the one accelerate assigns each."""
+    state = PartialState(cpu=pick_device(name).type == "cpu")  # on the CPU: gloo
+    return state.device if state.num_processes > 1 else pick_device(name)
+
+
+def make_accelerator(device: str) -> tuple[Any, torch.device]:
+    """(accelerator, this process's device), for training."""
+    chosen = process_device(device)
+    # Text-only micro-batches leave the projector without a gradient: DDP must allow that.
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(cpu=chosen.type == "cpu", device_placement=False,
+                              kwargs_handlers=[unused])
+    return accelerator, chosen
+
+
+def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Rank ``rank``'s slice of ``indices`` (N near-equal contiguous slices, in order)."""
+    return np.array_split(indices, world)[rank]
+
+
+def fold_small(batches: list[np.ndarray], world: int) -> list[np.ndarray]:
+    """Merge any batch too small to give every rank a sample into the one before it."""
+    out: list[np.ndarray] = []
+    for batch in batches:
+        if len(batch) < world and out:
+            out[-1] = np.concatenate([out[-1], batch])
+        else:
+            out.append(batch)
+    return out
+
+
+def gather_rows(local: np.ndarray) -> np.ndarray:
+    """Every rank's rows, concatenated in rank order (the rows themselves in one process)."""
+    if PartialState().num_processes == 1:
+        return local
+    return np.concatenate(gather_object([local]))
+
+
+def process_share() -> tuple[int, int]:
+    """(rank, number of processes) of this run."""
+    state = PartialState()
+    return state.process_index, state.num_processes
+
+
+def main_writes(write: Callable[[], None]) -> None:
+    """Run ``write`` on rank 0 only; every rank returns once it is done."""
+    state = PartialState()
+    if state.is_main_process:
+        write()
+    state.wait_for_everyone()
