@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
 import time
 import warnings
 from dataclasses import fields
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llara_kit.config import (
+    DEVICE_HELP,
     FIELDS,
     MODES,
     PRESETS,
@@ -257,10 +259,11 @@ def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -
 @click.option("--encoder-option", multiple=True, metavar="KEY=VALUE",
               help="Encoder setting, e.g. hidden_size=64 or n_layers=1 (repeatable).")
 @click.option("--force", is_flag=True, help="Train again even if a stored encoder matches.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: int,
-             weight_decay: float, encoder_option: tuple[str, ...], force: bool, as_json: bool,
-             **kw) -> None:
+             weight_decay: float, encoder_option: tuple[str, ...], force: bool, device: str,
+             as_json: bool, **kw) -> None:
     """Train a sequential recommender on the train split and score it on the test candidates."""
     from llara_kit.pretrain import pretrain_encoder
     from llara_kit.ranking import popularity_scorer, score_item_scorer
@@ -270,7 +273,8 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
     settings = PretrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
                                 weight_decay=weight_decay, seed=seed)
     result = pretrain_encoder(encoder, data, key_values(encoder_option, "--encoder-option"),
-                              settings, force=force, show_progress=not as_json)
+                              settings, force=force, show_progress=not as_json,
+                              device=device)
     report = result.report | {"path": str(result.path), "reused": result.reused}
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -348,7 +352,7 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
                    "metrics average over them.")
 @click.option("--batch-size", default=4, show_default=True, help="Samples per batch.")
 @click.option("--limit", type=int, help="Only the first N samples (a quick look).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True,
               help="Print the metrics as JSON: {method: {metric: {value, low, high}}}, and "
                    "with several orders or draws a \"layouts\" entry (by position, spread).")
@@ -517,7 +521,7 @@ def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> N
 @click.option("--candidates", "candidates", multiple=True, metavar="ITEM",
               help="A candidate (title or raw id); repeatable. Default: the encoder's shortlist.")
 @click.option("--top-k", default=10, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], top_k: int,
               device: str, as_json: bool) -> None:
@@ -557,6 +561,8 @@ def main() -> None:
     # when transformers is imported, by the commands that need it), and a deprecation inside
     # peft/transformers that their next releases resolve.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if int(os.environ.get("RANK", "0")) > 0:  # launched processes: rank 0 prints the results
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     try:
         load_plugins().add_commands(cli)

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llara_kit.config import PretrainSettings
 from llara_kit.data import PreparedData
+from llara_kit.devices import pick_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.metrics import per_sample
 from llara_kit.plugins import get_component
@@ -78,10 +79,11 @@ def _valid_mrr(encoder: Encoder, data: PreparedData) -> float:
 def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: PreparedData,
                  batch_size: int, generator: torch.Generator) -> float:
     train = data.splits["train"]
-    history, lengths = torch.from_numpy(train.history), torch.from_numpy(train.lengths)
-    targets = torch.from_numpy(train.targets)
+    device = next(encoder.parameters()).device
+    history, lengths, targets = (torch.from_numpy(a).to(device)
+                                 for a in (train.history, train.lengths, train.targets))
     encoder.train()
-    total, order = 0.0, torch.randperm(len(train), generator=generator)
+    total, order = 0.0, torch.randperm(len(train), generator=generator).to(device)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         loss = encoder.pretrain_loss(history[idx], lengths[idx], targets[idx])
@@ -94,8 +96,10 @@ def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: Prepa
 
 def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | None = None,
                      settings: PretrainSettings | None = None, *, home: Path | None = None,
-                     force: bool = False, show_progress: bool = True) -> Pretrained:
-    """Train (or reuse from the cache) encoder ``name`` on ``data``."""
+                     force: bool = False, show_progress: bool = True,
+                     device: str = "auto") -> Pretrained:
+    """Train (or reuse from the cache) encoder ``name`` on ``data``, on ``device`` (the
+    stored weights and the test scores are the CPU's)."""
     options, settings = dict(options or {}), settings or PretrainSettings()
     torch.manual_seed(settings.seed)  # initial weights
     encoder = build_encoder(name, data, options)
@@ -108,6 +112,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         return Pretrained(load_encoder(folder), folder, report, reused=True)
 
     generator = torch.Generator().manual_seed(settings.seed)
+    encoder.to(pick_device(device))
     optimizer = torch.optim.Adam(encoder.parameters(), lr=settings.lr,
                                  weight_decay=settings.weight_decay)
     log, best, best_state, stale = [], -1.0, None, 0
@@ -131,7 +136,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
             if stale >= settings.patience:
                 break
     encoder.load_state_dict(best_state)
-    encoder.eval()
+    encoder.cpu().eval()
     report = {
         **key_fields, "key": key, "llara_kit_version": VERSION,
         "epochs_run": len(log), "best_epoch": int(np.argmax([e["valid_mrr"] for e in log])),

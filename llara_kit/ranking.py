@@ -23,11 +23,13 @@ def all_item_scores(scorer: ItemScorer, data: PreparedData, split: str,
                     batch_size: int = 1024) -> np.ndarray:
     """(n, n_items + 1) scores of every item for each sample of ``split``."""
     s = data.splits[split]
+    device = (next(scorer.parameters()).device if isinstance(scorer, torch.nn.Module)
+              else torch.device("cpu"))
     out = []
     for start in range(0, len(s), batch_size):
-        seq = torch.from_numpy(s.history[start : start + batch_size])
-        lengths = torch.from_numpy(s.lengths[start : start + batch_size])
-        out.append(scorer(seq, lengths).float().numpy())
+        seq = torch.from_numpy(s.history[start : start + batch_size]).to(device)
+        lengths = torch.from_numpy(s.lengths[start : start + batch_size]).to(device)
+        out.append(scorer(seq, lengths).float().cpu().numpy())
     return np.concatenate(out)
 
 

@@ -34,7 +34,7 @@ class Recommender:
             self._by_title.setdefault(normalise(title), i)
 
     @classmethod
-    def from_run(cls, path: str | Path, device: str = "cpu") -> Recommender:
+    def from_run(cls, path: str | Path, device: str = "auto") -> Recommender:
         return cls(load_run(Path(path), device=device))
 
     def item_id(self, ref: str | int) -> int:
