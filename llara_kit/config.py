@@ -77,8 +77,11 @@ class TrainConfig:
     lora_targets: tuple = _f(LORA_TARGETS, "Modules that get LoRA.")
     # optimisation
     epochs: int = _f(1, "Passes over the training samples.")
-    batch_size: int = _f(8, "Samples per micro-batch.")
-    grad_accum: int = _f(1, "Micro-batches per optimizer step.")
+    # 8 samples per optimizer step, in micro-batches of 2: the same gradient as one batch of 8,
+    # with a third of the peak memory on a CPU (docs/results.md, "Memory of the default run").
+    # On a GPU use larger micro-batches, e.g. --batch-size 32 --grad-accum 1.
+    batch_size: int = _f(2, "Samples per micro-batch, all processes together.")
+    grad_accum: int = _f(4, "Micro-batches per optimizer step.")
     lr: float = _f(8e-4, "Peak learning rate (paper, MovieLens: 8e-4).")
     warmup: float = _f(0.05, "Share of steps warming up linearly from lr/100 to lr.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")

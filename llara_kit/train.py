@@ -55,7 +55,7 @@ from llara_kit.storage import complete_dir, staged_dir, write_json
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
 _SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
-# Train samples of the default CPU run: ~8 minutes at ~0.5 samples/s (2 AVX2 cores, fp32;
+# Train samples of the default CPU run: ~9 minutes at ~0.47 samples/s (2 AVX2 cores, fp32;
 # examples/benchmarks/quality.py chose the objective and form at this budget).
 CPU_SUBSET = 256
 # Settings that may change between a run and its --resume.

@@ -56,7 +56,8 @@ def train_tiny(root: Path, name: str, **kw) -> Path:
     cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
                       llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
                       candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                      batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16},
+                      batch_size=4, grad_accum=1, max_train_samples=16,
+                      encoder_options={"hidden_size": 16},
                       **kw)
     train(cfg, root / name, show_progress=False)
     return root / name

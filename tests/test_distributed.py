@@ -15,8 +15,12 @@ import torch
 from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
 from safetensors.torch import load_file
 
+from llara_kit.config import TrainConfig
+from llara_kit.devices import pick_device
 from llara_kit.distributed import fold_small, shard
+from llara_kit.errors import LlaraKitError
 from llara_kit.storage import read_jsonl
+from llara_kit.train import Trainer
 
 
 def test_shards_cover_the_batch_in_order():
@@ -30,6 +34,37 @@ def test_small_batches_fold_into_the_one_before():
     batches = [np.arange(4), np.arange(4, 8), np.arange(8, 9)]
     assert [len(b) for b in fold_small(batches, 2)] == [4, 5]
     assert [len(b) for b in fold_small(batches, 1)] == [4, 4, 1]
+
+
+def test_device_names_are_checked():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(LlaraKitError, match="device='meta' is not supported"):
+        pick_device("meta")
+    with pytest.raises(LlaraKitError, match="device='gpu0' is not a device"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(LlaraKitError, match="no CUDA GPU is visible"):
+            pick_device("cuda:0")
+
+
+def test_the_plan_counts_folded_micro_batches(tmp_path):
+    """17 samples in micro-batches of 4 over 2 ranks: the single last sample joins the batch
+    before it, and the plan's count of micro-batches says so."""
+    s = CYCLE_SETTINGS
+    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(tmp_path / "cycle")),
+                      llm=str(tiny_llm_folder(tmp_path / "tiny")), history=s.history,
+                      candidates=s.candidates, split=s.split, template="item",
+                      batch_size=4, grad_accum=1, max_train_samples=17,
+                      encoder_options={"hidden_size": 16})
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    assert trainer.plan.micro_per_epoch == len(trainer._epoch(0)[0]) == 5
+    trainer.world = 2  # as if launched on two processes (only the plan reads it here)
+    trainer._epoch.cache_clear()
+    trainer.plan = trainer._make_plan()
+    batches = trainer._epoch(0)[0]
+    assert trainer.plan.micro_per_epoch == len(batches) == 4
+    assert sorted(map(len, batches)) == [4, 4, 4, 5]
 
 
 def _free_port() -> int:

@@ -27,8 +27,9 @@ def train_args(root, out, checkpoint_every=3):
     return ["train", "--dataset", "csv", "--data-dir", str(write_cycle_files(root / "cycle")),
             "--llm", str(tiny_llm_folder(root / "tiny")), "--history", "5", "--candidates", "10",
             "--split", "0.6,0.2,0.2", "--template", "item", "--precision", "fp32",
-            "--batch-size", "4", "--max-train-samples", "120", "--encoder-option",
-            "hidden_size=16", "--checkpoint-every", str(checkpoint_every), "--out", str(out)]
+            "--batch-size", "4", "--grad-accum", "1", "--max-train-samples", "120",
+            "--encoder-option", "hidden_size=16", "--checkpoint-every", str(checkpoint_every),
+            "--out", str(out)]
 
 
 def test_train_killed_mid_run_resumes_to_the_same_adapter(tmp_path):

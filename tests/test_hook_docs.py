@@ -94,7 +94,8 @@ def test_template_from_the_docs_keeps_the_contract_and_takes_options(llara_plugi
         "--dataset", "csv", "--data-dir", str(write_cycle_files(tmp_path / "cycle")),
         "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--history", "5", "--candidates", "10",
         "--split", "0.6,0.2,0.2", "--max-train-samples", "4", "--batch-size", "4",
-        "--precision", "fp32", "--encoder-option", "hidden_size=16", "--out", str(out)])
+        "--grad-accum", "1", "--precision", "fp32", "--encoder-option", "hidden_size=16",
+        "--out", str(out)])
     assert result.exit_code == 0, result.output
     from llara_kit.run import load_run
 

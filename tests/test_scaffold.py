@@ -42,8 +42,8 @@ def test_every_kind_installs_and_passes_its_own_test(tmp_path, install_dist):
 
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
-TINY = ["--max-train-samples", "8", "--batch-size", "4", "--precision", "fp32", "--history", "5",
-        "--candidates", "10", "--split", "0.6,0.2,0.2"]
+TINY = ["--max-train-samples", "8", "--batch-size", "4", "--grad-accum", "1", "--precision",
+        "fp32", "--history", "5", "--candidates", "10", "--split", "0.6,0.2,0.2"]
 
 
 def documented_command(kind: str) -> str:

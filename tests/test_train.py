@@ -35,7 +35,8 @@ def config(assets, **kw) -> TrainConfig:
     s = CYCLE_SETTINGS
     base = dict(dataset="csv", data_dir=assets["data_dir"], llm=assets["llm"], history=s.history,
                 candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                batch_size=4, max_train_samples=16, encoder_options={"hidden_size": 16})
+                batch_size=4, grad_accum=1, max_train_samples=16,
+                encoder_options={"hidden_size": 16})
     return TrainConfig(**(base | kw))
 
 
@@ -241,7 +242,8 @@ def test_cli_train_with_real_smollm2(assets, tmp_path):
     args = ["train", "--encoder", "gru4rec", "--projector", "mlp", "--schedule", "linear",
             "--dataset", "csv", "--data-dir", assets["data_dir"], "--history", "5",
             "--candidates", "10", "--split", "0.6,0.2,0.2", "--template", "item",
-            "--max-train-samples", "4", "--batch-size", "2", "--out", str(out)]
+            "--max-train-samples", "4", "--batch-size", "2", "--grad-accum", "1",
+            "--out", str(out)]
     result = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "steps" in result.output and "final loss" in result.output
@@ -330,7 +332,7 @@ def test_the_bert4rec_distribution_pretrains_trains_and_evaluates(assets, tmp_pa
     result = runner.invoke(cli, [
         "train", "--encoder", "bert4rec", "--projector", "mlp", "--schedule", "linear", *data,
         "--encoder-option", "hidden_size=16", "--llm", assets["llm"], "--template", "item",
-        "--max-train-samples", "8", "--batch-size", "4", "--precision", "fp32",
+        "--max-train-samples", "8", "--batch-size", "4", "--grad-accum", "1", "--precision", "fp32",
         "--out", str(out)], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "stored by `llara-kit pretrain` (2 epochs" in result.output
