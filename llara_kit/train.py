@@ -103,7 +103,7 @@ class Trainer:
         self.accelerator, self.device = make_accelerator(cfg.device)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
-        self.console = console or Console(stderr=True, quiet=not self.is_main)
+        self.console = (console or Console(stderr=True)) if self.is_main else Console(quiet=True)
         self.show_progress = show_progress and self.is_main
         self.bf16 = use_bf16(cfg, self.device)
 

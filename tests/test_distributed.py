@@ -12,9 +12,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
 from safetensors.torch import load_file
 
+from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
 from llara_kit.devices import pick_device
 from llara_kit.distributed import fold_small, shard
@@ -65,6 +67,11 @@ def test_the_plan_counts_folded_micro_batches(tmp_path):
     batches = trainer._epoch(0)[0]
     assert trainer.plan.micro_per_epoch == len(batches) == 4
     assert sorted(map(len, batches)) == [4, 4, 4, 5]
+
+
+def test_launched_train_needs_one_out_folder():
+    result = CliRunner().invoke(cli, ["train"], env={"WORLD_SIZE": "2"})
+    assert result.exit_code == 2 and "needs --out" in result.output
 
 
 def _free_port() -> int:
