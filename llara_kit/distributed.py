@@ -1,7 +1,8 @@
 """The processes of a run, through Hugging Face accelerate.
 
-``llara-kit train`` is one process; ``accelerate launch -m llara_kit train ...`` runs N
-(data parallel by default; FSDP or DeepSpeed from accelerate's config, see docs/scaling.md).
+``llara-kit train`` is one process; ``accelerate launch -m llara_kit train ...`` (GPUs) or
+``torchrun --nproc-per-node N -m llara_kit train ...`` (CPUs, gloo) runs N (data parallel;
+FSDP or DeepSpeed from accelerate's config, see docs/scaling.md).
 A global micro-batch holds ``batch_size`` samples whatever N is: rank r takes the r-th of N
 near-equal slices and weights its loss by its share, so the gradient the engine averages over
 ranks is the one-process gradient of the whole micro-batch. Rank 0 writes every file.
@@ -10,7 +11,6 @@ ranks is the one-process gradient of the whole micro-batch. Rank 0 writes every 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ def process_device(name: str = "auto") -> torch.device:
     return state.device if state.num_processes > 1 else pick_device(name)
 
 
-def make_accelerator(device: str) -> tuple[Any, torch.device]:
+def make_accelerator(device: str) -> tuple[Accelerator, torch.device]:
     """(accelerator, this process's device), for training."""
     chosen = process_device(device)
     # Text-only micro-batches leave the projector without a gradient: DDP must allow that.
