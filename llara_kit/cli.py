@@ -318,7 +318,9 @@ def train(config_file: Path | None, preset: str | None, full: bool, out: Path | 
     if out is None:
         if resume:
             raise click.UsageError("--resume needs --out naming the run folder to continue.")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from llara_kit.distributed import launched
+
+        if launched():
             raise click.UsageError("Launched on several processes, train needs --out naming "
                                    "the one run folder they share.")
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -15,24 +15,30 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DistributedDataParallelKwargs, gather_object
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, get_int_from_env
 
 from llara_kit.devices import pick_device
 
 
+def launched() -> bool:
+    """Whether a launcher (torchrun, accelerate launch, mpirun) started several processes."""
+    return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"], 1) > 1
+
+
 def process_device(name: str = "auto") -> torch.device:
     """This process's device: ``name`` (``--device``) in one process; in launched processes
-    the one accelerate assigns each."""
-    state = PartialState(cpu=pick_device(name).type == "cpu")  # on the CPU: gloo
-    return state.device if state.num_processes > 1 else pick_device(name)
+    the one accelerate assigns each (``cpu`` makes them use gloo)."""
+    if not launched():  # one process may use several devices in turn: no shared state
+        return pick_device(name)
+    return PartialState(cpu=pick_device(name).type == "cpu").device
 
 
 def make_accelerator(device: str) -> tuple[Accelerator, torch.device]:
-    """(accelerator, this process's device), for training."""
+    """(accelerator, this process's device), for training; the trainer places the model."""
     chosen = process_device(device)
     # Text-only micro-batches leave the projector without a gradient: DDP must allow that.
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
-    accelerator = Accelerator(cpu=chosen.type == "cpu", device_placement=False,
+    accelerator = Accelerator(cpu=launched() and chosen.type == "cpu", device_placement=False,
                               kwargs_handlers=[unused])
     return accelerator, chosen
 
@@ -55,19 +61,22 @@ def fold_small(batches: list[np.ndarray], world: int) -> list[np.ndarray]:
 
 def gather_rows(local: np.ndarray) -> np.ndarray:
     """Every rank's rows, concatenated in rank order (the rows themselves in one process)."""
-    if PartialState().num_processes == 1:
-        return local
-    return np.concatenate(gather_object([local]))
+    return np.concatenate(gather_object([local])) if launched() else local
 
 
 def process_share() -> tuple[int, int]:
     """(rank, number of processes) of this run."""
+    if not launched():
+        return 0, 1
     state = PartialState()
     return state.process_index, state.num_processes
 
 
 def main_writes(write: Callable[[], None]) -> None:
     """Run ``write`` on rank 0 only; every rank returns once it is done."""
+    if not launched():
+        write()
+        return
     state = PartialState()
     if state.is_main_process:
         write()
