@@ -10,6 +10,8 @@ ranks is the one-process gradient of the whole micro-batch. Rank 0 writes every 
 
 from __future__ import annotations
 
+import socket
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -23,6 +25,18 @@ from llara_kit.devices import pick_device
 def launched() -> bool:
     """Whether a launcher (torchrun, accelerate launch, mpirun) started several processes."""
     return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"], 1) > 1
+
+
+def command(processes: int = 1) -> list[str]:
+    """The argv prefix that runs ``llara-kit`` in ``processes`` local processes: this Python
+    with ``-m llara_kit``, under torchrun (gloo on CPUs, a free port) when more than one."""
+    if processes == 1:
+        return [sys.executable, "-m", "llara_kit"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
+            "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "llara_kit"]
 
 
 def process_device(name: str = "auto") -> torch.device:

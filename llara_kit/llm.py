@@ -128,7 +128,8 @@ def load_backbone(name: str = DEFAULT_LLM) -> Backbone:
     except OSError as exc:
         raise LlaraKitError(
             f"Could not load the LLM {name!r} ({exc.__class__.__name__}); give an embedded name "
-            f"({', '.join(EMBEDDED)}), a local model folder, or a reachable Hugging Face id."
+            f"({', '.join(EMBEDDED)}), a GGUF file, a local model folder, or a reachable "
+            "Hugging Face id."
         ) from None
     return backbone_from(model, tokenizer)
 

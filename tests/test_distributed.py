@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from safetensors.torch import load_file
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
 from llara_kit.devices import pick_device
-from llara_kit.distributed import fold_small, shard
+from llara_kit.distributed import command, fold_small, shard
 from llara_kit.errors import LlaraKitError
 from llara_kit.storage import read_jsonl
 from llara_kit.train import Trainer
@@ -74,21 +72,10 @@ def test_launched_train_needs_one_out_folder():
     assert result.exit_code == 2 and "needs --out" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _llara_kit(processes: int, *args: str) -> None:
     """``python -m llara_kit ARGS`` in one process, or under torchrun in several."""
-    launch = [sys.executable, "-m", "llara_kit"]
-    if processes > 1:
-        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                  str(processes), "--master-addr", "127.0.0.1", "--master-port",
-                  str(_free_port()), "-m", "llara_kit"]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launch + list(args), env=env, capture_output=True, text=True,
+    done = subprocess.run(command(processes) + list(args), env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 

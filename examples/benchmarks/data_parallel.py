@@ -14,27 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from llara_kit.distributed import command
 
 
 def train(processes: int, threads: int, out: Path, options: list[str]) -> dict:
-    launch = [sys.executable, "-m", "llara_kit"]
-    if processes > 1:
-        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                  str(processes), "--master-addr", "127.0.0.1", "--master-port", str(_port()),
-                  "-m", "llara_kit"]
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
-    subprocess.run(launch + ["train", "--out", str(out), *options], env=env, check=True,
+    subprocess.run(command(processes) + ["train", "--out", str(out), *options], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     summary = json.loads((out / "summary.json").read_text())
     return {"processes": processes, "threads_each": threads,
