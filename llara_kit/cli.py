@@ -118,8 +118,9 @@ def setting_option(name: str, default: Any, help: str) -> Any:
                             help=help_text)
     if name == "protocol":
         return click.option(flag, name, type=click.Choice(PROTOCOLS), help=help_text)
-    kind = int if isinstance(default, int) or name == "max_train_samples" else (
-        float if isinstance(default, float) else str)
+    declared = str(FIELDS[name].type) if name in FIELDS else ""  # e.g. "float | None"
+    kind = next((t for t in (int, float) if isinstance(default, t)
+                 or declared.startswith(t.__name__)), str)
     return click.option(flag, name, type=kind, default=None, help=help_text)
 
 

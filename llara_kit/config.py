@@ -83,6 +83,9 @@ class TrainConfig:
     batch_size: int = _f(2, "Samples per micro-batch, all processes together.")
     grad_accum: int = _f(4, "Micro-batches per optimizer step.")
     lr: float = _f(8e-4, "Peak learning rate (paper, MovieLens: 8e-4).")
+    new_lr: float | None = _f(
+        None, "Peak learning rate of the parts trained from scratch, the projector and the "
+              "objective's head (default: lr).")
     warmup: float = _f(0.05, "Share of steps warming up linearly from lr/100 to lr.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).")
@@ -105,8 +108,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LlaraKitError(f"Setting {name}={value!r} must be a positive integer.")
-        if not self.lr > 0:
-            raise LlaraKitError(f"Setting lr={self.lr!r} must be positive.")
+        for name in ("lr", "new_lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise LlaraKitError(f"Setting {name}={value!r} must be a positive number.")
         if not 0 <= self.warmup < 1 or not 0 <= self.lora_dropout < 1:
             raise LlaraKitError("Settings warmup and lora_dropout must lie in [0, 1).")
         if self.max_train_samples is not None and self.max_train_samples < 0:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from accelerate.utils import DistributedType
 from peft import set_peft_model_state_dict
 from rich.console import Console
@@ -79,6 +80,17 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The LoRA at ``lr``; the parts trained from scratch (projector, objective head) at
+    ``new_lr``. ``scale`` multiplies the scheduled learning rate of each group."""
+    new = {id(p) for part in (model.projector, model.objective) for p in part.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in new], "scale": 1.0},
+              {"params": [p for p in trainable if id(p) in new],
+               "scale": (cfg.new_lr or cfg.lr) / cfg.lr}]
+    return [g for g in groups if g["params"]]
+
+
 def _rng(cfg: TrainConfig, *stream: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, *stream])
 
@@ -124,7 +136,8 @@ class Trainer:
         self.template = template_of(cfg)
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay)
         self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.plan = self._make_plan()
         n_train = len(self.data.splits["train"])
@@ -289,7 +302,7 @@ class Trainer:
         cfg = self.cfg
         lr = learning_rate(cfg, step, self.plan.total_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         p = self.schedule(step / self.plan.total_steps)
         first = step * cfg.grad_accum
         micro = range(first, min(first + cfg.grad_accum, total_micro))

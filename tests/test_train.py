@@ -213,6 +213,19 @@ def test_learning_rate_schedule():
     assert all(b <= a for a, b in zip(lrs[10:-1], lrs[11:], strict=True))
 
 
+def test_new_parts_learn_at_new_lr(assets, tmp_path):
+    trainer = Trainer(config(assets, lr=1e-3, new_lr=5e-3, warmup=0.0), tmp_path,
+                      show_progress=False)
+    lora, new = trainer.optimizer.param_groups
+    fresh = {id(p) for m in (trainer.model.projector, trainer.model.objective)
+             for p in m.parameters()}
+    assert {id(p) for p in new["params"]} == fresh and not fresh & {id(p) for p in lora["params"]}
+    trainer._step(0, trainer.plan.micro_per_epoch)
+    assert (lora["lr"], new["lr"]) == (pytest.approx(1e-3), pytest.approx(5e-3))
+    with pytest.raises(LlaraKitError, match="new_lr=0 must be a positive number"):
+        TrainConfig(new_lr=0)
+
+
 def test_config_precedence_and_errors(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('epochs = 3\nlr = 1e-4\nschedule-options = { switch_at = 0.5 }\n')

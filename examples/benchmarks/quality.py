@@ -52,6 +52,8 @@ FORMS = {  # prompt forms: schedule and user-conditioned tokens
 BUDGETS = (64, 128, 256)
 LONG_BUDGETS = (512, 1024)  # the chosen form only: its curve toward one CPU-hour of training
 SEEDS = (0, 1, 2)
+# Optimisation variants of the default point (head, user-cond, 256 samples): name -> settings
+VARIANTS = {"newlr2.4e-3": {"new_lr": 2.4e-3}, "newlr8e-3": {"new_lr": 8e-3}}
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
 TITLE_VALID_USERS = 100  # title-likelihood scoring costs ~20 forwards per user
 ZERO_SHOT_USERS = 100
@@ -76,6 +78,10 @@ def grid() -> dict[str, dict]:
     for budget in LONG_BUDGETS:
         points[f"head-user-cond-{budget}"] = {"objective": "head", **FORMS["user-cond"],
                                               "max_train_samples": budget}
+    for variant, settings in VARIANTS.items():
+        points[f"head-user-cond-{BUDGETS[-1]}-{variant}"] = {
+            "objective": "head", **FORMS["user-cond"], "max_train_samples": BUDGETS[-1],
+            **settings}
     for budget in BUDGETS[1:2]:  # the paper's objective: costly to score
         points[f"title-curriculum-{budget}"] = {"objective": "title", **FORMS["curriculum"],
                                                 "max_train_samples": budget}
