@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from accelerate.utils import DistributedType
 from peft import set_peft_model_state_dict
 from rich.console import Console
@@ -31,6 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from llara_kit import run_folder
 from llara_kit.batching import Batch, collate
