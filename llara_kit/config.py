@@ -60,6 +60,10 @@ class TrainConfig:
     user_conditioned: bool = _f(
         True, "Candidates' behavioural tokens also carry projector(item * user state) "
               "(an extension beyond the paper).")
+    user_signal: str = _f(
+        "product", "What a user-conditioned candidate token adds: product = projector(item * "
+                   "user state); score = the encoder's score <item, user state> times a "
+                   "learned vector.")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")
@@ -118,6 +122,8 @@ class TrainConfig:
             raise LlaraKitError(
                 f"Setting max_train_samples={self.max_train_samples!r} must be >= 0 (0 = all)."
             )
+        if self.user_signal not in ("product", "score"):
+            raise LlaraKitError(f"Setting user_signal={self.user_signal!r}: use product or score.")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise LlaraKitError(f"Setting precision={self.precision!r}: use auto, bf16 or fp32.")
 

@@ -13,7 +13,8 @@ from llara_kit.encoders import Encoder
 
 class LlaraModel(nn.Module):
     def __init__(self, llm: nn.Module, encoder: Encoder, projector: nn.Module,
-                 behaviour_id: int, objective: nn.Module, user_conditioned: bool = False):
+                 behaviour_id: int, objective: nn.Module, user_conditioned: bool = False,
+                 user_signal: str = "product"):
         super().__init__()
         self.llm = llm  # a peft model (or a plain causal LM for zero-shot use)
         self.encoder = encoder.eval().requires_grad_(False)
@@ -21,6 +22,18 @@ class LlaraModel(nn.Module):
         self.behaviour_id = behaviour_id
         self.objective = objective  # its trainable parts (a score head) train with the LoRA
         self.user_conditioned = user_conditioned
+        self.user_signal = user_signal
+        # with user_signal "score": the direction the encoder's score is written along
+        hidden = llm.get_input_embeddings().embedding_dim
+        self.score_direction = None
+        if user_conditioned and user_signal == "score":
+            self.score_direction = nn.Linear(1, hidden, bias=False)
+            nn.init.normal_(self.score_direction.weight, std=0.02)  # a token-sized signal
+
+    def new_parts(self) -> list[nn.Module]:
+        """The trainable parts built from scratch (the LoRA adapts pre-trained weights)."""
+        parts = [self.projector, self.objective, self.score_direction]
+        return [p for p in parts if p is not None]
 
     def train(self, mode: bool = True) -> LlaraModel:
         super().train(mode)
@@ -44,8 +57,10 @@ class LlaraModel(nn.Module):
                                                     batch.lengths[hybrid]).to(state.dtype)
             cand = batch.item_is_candidate  # (K,)
             joint = items[cand] * state[batch.item_rows[cand]].to(items.dtype)  # (Kc, d)
+            signal = (self.projector(joint) if self.score_direction is None
+                      else self.score_direction(joint.sum(-1, keepdim=True)))  # (Kc, H)
             projected = projected.index_add(0, cand.nonzero().squeeze(1),
-                                            self.projector(joint).to(projected.dtype))
+                                            signal.to(projected.dtype))
         return projected
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:

@@ -136,7 +136,7 @@ def _build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: B
     objective = build_component("objective", cfg.objective, backbone.hidden_size,
                                 **cfg.objective_options)
     return LlaraModel(llm, encoder, projector, backbone.behaviour_id, objective,
-                      cfg.user_conditioned)
+                      cfg.user_conditioned, cfg.user_signal)
 
 
 def new_model(cfg: TrainConfig, backbone: Backbone, encoder: Encoder) -> LlaraModel:
@@ -172,6 +172,9 @@ def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path,
     from ``state``, the whole model's gathered weights, when a sharded engine holds them."""
     _save_weights(_part(model.projector, state, "projector."), folder / "projector.safetensors")
     _save_weights(_part(model.objective, state, "objective."), folder / "objective.safetensors")
+    if model.score_direction is not None:
+        _save_weights(_part(model.score_direction, state, "score_direction."),
+                      folder / "score_direction.safetensors")
     write_json(folder / "projector.json", {"projector": cfg.projector,
                                            "options": cfg.projector_options})
 
@@ -180,6 +183,8 @@ def load_trainable(model: LlaraModel, folder: Path) -> None:
     model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
     objective = folder / "objective.safetensors"  # absent in runs from before objectives
     model.objective.load_state_dict(load_file(objective) if objective.is_file() else {})
+    if model.score_direction is not None:
+        model.score_direction.load_state_dict(load_file(folder / "score_direction.safetensors"))
 
 
 def save_adapter(llm: PeftModel, folder: Path,

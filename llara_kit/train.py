@@ -81,9 +81,9 @@ def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The LoRA at ``lr``; the parts trained from scratch (projector, objective head) at
+    """The LoRA at ``lr``; the parts trained from scratch (``model.new_parts()``) at
     ``new_lr``. ``scale`` multiplies the scheduled learning rate of each group."""
-    new = {id(p) for part in (model.projector, model.objective) for p in part.parameters()}
+    new = {id(p) for part in model.new_parts() for p in part.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in new], "scale": 1.0},
               {"params": [p for p in trainable if id(p) in new],

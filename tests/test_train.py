@@ -117,6 +117,29 @@ def test_user_conditioned_candidate_tokens(assets, tmp_path):
     assert torch.equal(moved[~cand], got[~cand]) and not torch.allclose(moved[cand], got[cand])
 
 
+def test_user_signal_score_writes_the_encoders_score(assets, tmp_path):
+    """user_signal "score": a candidate's token adds <item, user state> times a learned
+    vector, which is saved with the run and reloaded."""
+    cfg = config(assets, user_signal="score", max_train_samples=8)
+    trainer = Trainer(cfg, tmp_path / "probe", show_progress=False)
+    model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
+    with torch.no_grad():
+        got = model.behaviour_vectors(batch)  # (K, H)
+        items = model.encoder.item_embeddings(batch.item_ids)
+        cand = batch.item_is_candidate
+        state = model.encoder.encode(batch.history, batch.lengths)  # (B, d)
+        score = (items[cand] * state[batch.item_rows[cand]]).sum(-1, keepdim=True)  # (Kc, 1)
+        direction = model.score_direction.weight.T  # (1, H)
+        assert torch.allclose(got[cand], model.projector(items[cand]) + score * direction,
+                              atol=1e-5)
+    train(cfg, tmp_path / "run", show_progress=False)  # the same seed: the same start
+    loaded = load_run(tmp_path / "run", device="cpu").model.score_direction.weight
+    saved = load_file(tmp_path / "run/score_direction.safetensors")["weight"]
+    assert torch.equal(loaded, saved) and not torch.equal(loaded, direction.T)  # it trained
+    with pytest.raises(LlaraKitError, match="user_signal='sum': use product or score"):
+        TrainConfig(user_signal="sum")
+
+
 def test_head_objective_reads_the_candidates_markers(assets, tmp_path):
     trainer = Trainer(config(assets, objective="head"), tmp_path, show_progress=False)
     backbone = trainer.backbone
@@ -218,7 +241,7 @@ def test_new_parts_learn_at_new_lr(assets, tmp_path):
                       show_progress=False)
     lora, new = trainer.optimizer.param_groups
     fresh = {id(p) for m in (trainer.model.projector, trainer.model.objective)
-             for p in m.parameters()}
+             for p in m.parameters()}  # user_signal "product": no score direction
     assert {id(p) for p in new["params"]} == fresh and not fresh & {id(p) for p in lora["params"]}
     trainer._step(0, trainer.plan.micro_per_epoch)
     assert (lora["lr"], new["lr"]) == (pytest.approx(1e-3), pytest.approx(5e-3))

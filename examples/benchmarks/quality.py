@@ -53,7 +53,10 @@ BUDGETS = (64, 128, 256)
 LONG_BUDGETS = (512, 1024)  # the chosen form only: its curve toward one CPU-hour of training
 SEEDS = (0, 1, 2)
 # Optimisation variants of the default point (head, user-cond, 256 samples): name -> settings
-VARIANTS = {"newlr2.4e-3": {"new_lr": 2.4e-3}, "newlr8e-3": {"new_lr": 8e-3}}
+VARIANTS = {"newlr2.4e-3": {"new_lr": 2.4e-3}, "newlr8e-3": {"new_lr": 8e-3},
+            "lr2.4e-3-newlr8e-3": {"lr": 2.4e-3, "new_lr": 8e-3},
+            "batch4-newlr8e-3": {"batch_size": 4, "new_lr": 8e-3},
+            "score": {"user_signal": "score"}, "dropout0": {"lora_dropout": 0.0}}
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
 TITLE_VALID_USERS = 100  # title-likelihood scoring costs ~20 forwards per user
 ZERO_SHOT_USERS = 100
