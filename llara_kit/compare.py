@@ -84,7 +84,7 @@ def label(config: TrainConfig) -> tuple[str, str]:
                                       (f"LLaRA ({config.schedule})", config.schedule))
     extras = [config.objective]
     if config.user_conditioned:
-        extras.append("user-cond")
+        extras.append(f"user-cond {config.user_signal}")
     full = f"{full}, {config.encoder}+{config.projector} ({', '.join(extras)})"
     return full, f"{short} {extras[0]}" + ("+uc" if len(extras) > 1 else "")
 

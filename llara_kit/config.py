@@ -58,12 +58,12 @@ class TrainConfig:
     objective: str = _f("head", "Training objective plugin: head (score head) or title (paper).")
     objective_options: dict = _f({}, "Objective options.")
     user_conditioned: bool = _f(
-        True, "Candidates' behavioural tokens also carry projector(item * user state) "
-              "(an extension beyond the paper).")
+        True, "Candidates' behavioural tokens also carry the encoder's preference for them "
+              "(see user_signal; an extension beyond the paper).")
     user_signal: str = _f(
-        "product", "What a user-conditioned candidate token adds: product = projector(item * "
-                   "user state); score = the encoder's score <item, user state> times a "
-                   "learned vector.")
+        "score", "What a user-conditioned candidate token adds: score = the encoder's score "
+                 "<item, user state> times a learned vector; product = projector(item * "
+                 "user state).")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")

@@ -14,7 +14,7 @@ from llara_kit.encoders import Encoder
 class LlaraModel(nn.Module):
     def __init__(self, llm: nn.Module, encoder: Encoder, projector: nn.Module,
                  behaviour_id: int, objective: nn.Module, user_conditioned: bool = False,
-                 user_signal: str = "product"):
+                 user_signal: str = "score"):
         super().__init__()
         self.llm = llm  # a peft model (or a plain causal LM for zero-shot use)
         self.encoder = encoder.eval().requires_grad_(False)
@@ -44,8 +44,9 @@ class LlaraModel(nn.Module):
         """The projected vector of each behavioural token: (K, H).
 
         projector(item) for every item; with ``user_conditioned`` a candidate's token adds
-        projector(item * user state), the encoder's state of the row's history, so the
-        encoder's preference for that candidate is readable by the LLM.
+        the encoder's preference for it given the row's history (user state u): with
+        ``user_signal`` "score" its score <item, u> times a learned vector, with "product"
+        projector(item * u), so that preference is readable by the LLM.
         """
         items = self.encoder.item_embeddings(batch.item_ids)  # (K, d), frozen
         projected = self.projector(items)  # (K, H)

@@ -26,8 +26,9 @@ CONFIG, DATA, LOG, SUMMARY, METRICS = (
 ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint"
 # What a finished run has; summary.json is written last, so without it training was killed.
 FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
-# Runs written before objectives existed trained the paper's way.
-_BEFORE_OBJECTIVES = {"objective": "title", "user_conditioned": False}
+# Settings older run folders lack, as those runs trained: before objectives existed the
+# paper's way; before user_signal existed user-conditioned tokens carried the product.
+_OLDER_RUNS = {"objective": "title", "user_conditioned": False, "user_signal": "product"}
 COMPONENT_KINDS = ("encoder", "projector", "schedule", "template", "dataset", "objective")
 
 
@@ -68,7 +69,7 @@ def read_config(run_dir: Path) -> TrainConfig:
     """The resolved settings a run folder was trained with."""
     require_run(run_dir)
     saved: dict[str, Any] = json.loads((Path(run_dir) / CONFIG).read_text())["config"]
-    return TrainConfig(**(_BEFORE_OBJECTIVES | saved))
+    return TrainConfig(**(_OLDER_RUNS | saved))
 
 
 def read_data_manifest(run_dir: Path) -> dict[str, Any]:

@@ -98,8 +98,10 @@ def test_behavioural_tokens_carry_projected_vectors(assets, tmp_path):
 
 
 def test_user_conditioned_candidate_tokens(assets, tmp_path):
-    """Candidates' tokens add projector(item * user state); history tokens do not."""
-    trainer = Trainer(config(assets, user_conditioned=True), tmp_path, show_progress=False)
+    """user_signal "product": candidates' tokens add projector(item * user state); history
+    tokens do not."""
+    trainer = Trainer(config(assets, user_conditioned=True, user_signal="product"), tmp_path,
+                      show_progress=False)
     model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
     with torch.no_grad():
         got = model.behaviour_vectors(batch)  # (K, H)
@@ -120,7 +122,7 @@ def test_user_conditioned_candidate_tokens(assets, tmp_path):
 def test_user_signal_score_writes_the_encoders_score(assets, tmp_path):
     """user_signal "score": a candidate's token adds <item, user state> times a learned
     vector, which is saved with the run and reloaded."""
-    cfg = config(assets, user_signal="score", max_train_samples=8)
+    cfg = config(assets, max_train_samples=8)  # the default user_signal
     trainer = Trainer(cfg, tmp_path / "probe", show_progress=False)
     model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
     with torch.no_grad():
@@ -240,8 +242,9 @@ def test_new_parts_learn_at_new_lr(assets, tmp_path):
     trainer = Trainer(config(assets, lr=1e-3, new_lr=5e-3, warmup=0.0), tmp_path,
                       show_progress=False)
     lora, new = trainer.optimizer.param_groups
-    fresh = {id(p) for m in (trainer.model.projector, trainer.model.objective)
-             for p in m.parameters()}  # user_signal "product": no score direction
+    model = trainer.model
+    fresh = {id(p) for m in (model.projector, model.objective, model.score_direction)
+             for p in m.parameters()}
     assert {id(p) for p in new["params"]} == fresh and not fresh & {id(p) for p in lora["params"]}
     trainer._step(0, trainer.plan.micro_per_epoch)
     assert (lora["lr"], new["lr"]) == (pytest.approx(1e-3), pytest.approx(5e-3))
