@@ -82,6 +82,10 @@ def grid() -> dict[str, dict]:
         points[f"head-user-cond-{budget}"] = {"objective": "head", **FORMS["user-cond"],
                                               "max_train_samples": budget}
     for variant, settings in VARIANTS.items():
+        for budget in LONG_BUDGETS:
+            points[f"head-user-cond-{budget}-{variant}"] = {
+                "objective": "head", **FORMS["user-cond"], "max_train_samples": budget,
+                **settings}
         for seed in SEEDS:
             points[f"head-user-cond-{BUDGETS[-1]}-{variant}" + (f"-seed{seed}" if seed else "")
                    ] = {"objective": "head", **FORMS["user-cond"],
@@ -158,13 +162,19 @@ def report(out: Path, with_test: bool = True) -> str:
             cells = [f"{res[k]['valid']['HR@1']['value']:.3f}" if (k := f"{obj}-{form}-{b}")
                      in res else "-" for b in BUDGETS + LONG_BUDGETS]
             lines.append(f"| {obj} {form} | " + " | ".join(cells) + " |")
+    for variant, settings in VARIANTS.items():
+        cells = [f"{res[k]['valid']['HR@1']['value']:.3f}" if (k := f"head-user-cond-{b}-"
+                 f"{variant}") in res else "-" for b in BUDGETS + LONG_BUDGETS]
+        if any(c != "-" for c in cells):
+            lines.append(f"| head user-cond, {other_settings(settings)} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "Training loss (listwise cross-entropy over 20 candidates; chance = ln 20 = "
               f"3.00) against samples, mean over each {BUDGETS[0]} samples, seed 0:", "",
               "| point | " + " | ".join(f"≤{b}" for b in range(BUDGETS[0], BUDGETS[-1] + 1,
                                                              BUDGETS[0])) + " |",
               "|---" * (BUDGETS[-1] // BUDGETS[0] + 1) + "|"]
-    for name in res:
-        if name.endswith(f"-{BUDGETS[-1]}"):
+    for name, r in res.items():
+        if r["settings"]["max_train_samples"] == BUDGETS[-1] and "seed" not in r["settings"]:
             log = read_log(out / name)
             per = BUDGETS[0] // 8  # steps of batch 8
             means = [sum(e["loss"] for e in log[i:i + per]) / per for i in range(0, len(log), per)]
@@ -185,10 +195,13 @@ def report(out: Path, with_test: bool = True) -> str:
     lines += ["", f"Chosen on valid among the `--schedule linear` setups run with all "
               f"{len(SEEDS)} seeds (best mean): **{chosen}** (its seed 0 run is scored on "
               "test).", ""]
-    if with_test:  # the longest run of the user-conditioned form is scored on test too
-        longest = [f"head-user-cond-{b}" for b in LONG_BUDGETS if f"head-user-cond-{b}" in res]
-        others = [f"head-text-only-{BUDGETS[-1]}", "head-user-cond-256", *longest[-1:]]
-        lines += test_table(out, chosen, [o for o in others if o != chosen])
+    if with_test:  # and the longest runs of the chosen setup and of user-cond (product)
+        others = [f"head-text-only-{BUDGETS[-1]}", f"head-user-cond-{BUDGETS[-1]}"]
+        for setup in (chosen, f"head-user-cond-{BUDGETS[-1]}"):
+            longer = [n for b in LONG_BUDGETS
+                      if (n := setup.replace(f"-{BUDGETS[-1]}", f"-{b}", 1)) in res]
+            others += longer[-1:]
+        lines += test_table(out, chosen, list(dict.fromkeys(o for o in others if o != chosen)))
     return "\n".join(lines) + "\n"
 
 
