@@ -218,9 +218,12 @@ def baselines_on_valid(folder: Path) -> str:
 
 
 def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
-    """Score the chosen run (with zero-shot) and the others on test, once, each with its
-    fusion."""
+    """Score the chosen run and the others on test, once, each with its fusion; and zero-shot
+    (the untuned LLM: the same for every run on these data), stored in the first run that has
+    it, else computed in the chosen one."""
     runs = [out / chosen] + [out / o for o in others if (out / o).is_dir()]
+    zs_folder = next((f for f in runs if "zero-shot-score" in load_metrics(f).get("test", {})),
+                     runs[0])
     for folder in runs:
         stored = load_metrics(folder).get("test", {})
         run = None
@@ -229,11 +232,10 @@ def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
             evaluate(run, "test", batch_size=8, show_progress=False)
         if "fused" not in stored:  # from the stored scores: no further LLM pass
             evaluate_fusion(run or load_run(folder))
-        if folder == out / chosen:
-            run = run or load_run(folder)
-            if "zero-shot-score" not in stored:
-                evaluate(zero_shot_view(run), "test", batch_size=8, limit=ZERO_SHOT_USERS,
-                         method="zero-shot-score", hybrid=False, show_progress=False)
+        if folder == zs_folder and "zero-shot-score" not in stored:
+            evaluate(zero_shot_view(run or load_run(folder)), "test", batch_size=8,
+                     limit=ZERO_SHOT_USERS, method="zero-shot-score", hybrid=False,
+                     show_progress=False)
     data = load_prepared(read_config(runs[0]))
     rows = comparison(runs, data, "test")
     columns = ["HR@1", "NDCG@10"]
@@ -247,17 +249,17 @@ def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
         lines += [f"| {name} | {cell(p, 'ΔHR@1')} | {cell(p, 'ΔNDCG@10')} |"
                   for name, p in paired.items() if p and name not in against]
         lines.append("")
-    zs = load_metrics(out / chosen)["test"].get("zero-shot-score")
+    zs = load_metrics(zs_folder)["test"].get("zero-shot-score")
     if zs:
         lines.append(f"Zero-shot (title likelihood) on the first {ZERO_SHOT_USERS} test users: "
                      f"HR@1 {cell(zs['metrics'], 'HR@1')}; chosen run on the same users: "
-                     f"{zero_shot_pair(out / chosen)}.")
+                     f"{zero_shot_pair(out / chosen, zs_folder)}.")
     return lines
 
 
-def zero_shot_pair(folder: Path) -> str:
+def zero_shot_pair(folder: Path, zs_folder: Path) -> str:
     """The chosen run against zero-shot on the users zero-shot was scored on."""
-    zs = read_predictions(folder, "test", "zero-shot-score")
+    zs = read_predictions(zs_folder, "test", "zero-shot-score")
     run = read_predictions(folder, "test", "score")[: len(zs)]
     a = np.array([float(r["hit"]) for r in run])
     b = np.array([float(r["hit"]) for r in zs])
