@@ -88,8 +88,8 @@ class TrainConfig:
     grad_accum: int = _f(4, "Micro-batches per optimizer step.")
     lr: float = _f(8e-4, "Peak learning rate (paper, MovieLens: 8e-4).")
     new_lr: float | None = _f(
-        None, "Peak learning rate of the parts trained from scratch, the projector and the "
-              "objective's head (default: lr).")
+        None, "Peak learning rate of the parts trained from scratch: projector, objective "
+              "head, score direction (default: lr).")
     warmup: float = _f(0.05, "Share of steps warming up linearly from lr/100 to lr.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 = off).")

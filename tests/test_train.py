@@ -19,7 +19,7 @@ from llara_kit.config import PRESETS, TrainConfig, resolve
 from llara_kit.errors import LlaraKitError
 from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.run import choose_encoder, load_prepared, load_run
-from llara_kit.run_folder import write_config
+from llara_kit.run_folder import read_config, write_config
 from llara_kit.storage import HOME_ENV, read_jsonl
 from llara_kit.train import Trainer, learning_rate, train
 
@@ -140,6 +140,19 @@ def test_user_signal_score_writes_the_encoders_score(assets, tmp_path):
     assert torch.equal(loaded, saved) and not torch.equal(loaded, direction.T)  # it trained
     with pytest.raises(LlaraKitError, match="user_signal='sum': use product or score"):
         TrainConfig(user_signal="sum")
+
+
+def test_older_run_folders_read_as_they_trained(tmp_path):
+    """config.json without the settings added later: read with the values those runs used."""
+    old = TrainConfig().to_dict()
+    for name in ("objective", "user_conditioned", "user_signal"):
+        del old[name]
+    (tmp_path / "config.json").write_text(json.dumps({"config": old}))
+    cfg = read_config(tmp_path)
+    assert (cfg.objective, cfg.user_conditioned, cfg.user_signal) == ("title", False, "product")
+    old["user_conditioned"] = True  # user-conditioned before user_signal existed: the product
+    (tmp_path / "config.json").write_text(json.dumps({"config": old}))
+    assert read_config(tmp_path).user_signal == "product"
 
 
 def test_head_objective_reads_the_candidates_markers(assets, tmp_path):
