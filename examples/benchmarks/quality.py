@@ -55,8 +55,7 @@ SEEDS = (0, 1, 2)
 # Optimisation variants of the default point (head, user-cond, 256 samples): name -> settings
 VARIANTS = {"newlr2.4e-3": {"new_lr": 2.4e-3}, "newlr8e-3": {"new_lr": 8e-3},
             "lr2.4e-3-newlr8e-3": {"lr": 2.4e-3, "new_lr": 8e-3},
-            "batch4-newlr8e-3": {"batch_size": 4, "new_lr": 8e-3},
-            "score": {"user_signal": "score"}, "dropout0": {"lora_dropout": 0.0}}
+            "score": {"user_signal": "score"}}
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
 TITLE_VALID_USERS = 100  # title-likelihood scoring costs ~20 forwards per user
 ZERO_SHOT_USERS = 100
@@ -82,15 +81,13 @@ def grid() -> dict[str, dict]:
         points[f"head-user-cond-{budget}"] = {"objective": "head", **FORMS["user-cond"],
                                               "max_train_samples": budget}
     for variant, settings in VARIANTS.items():
+        base = {"objective": "head", **FORMS["user-cond"], **settings}
         for budget in LONG_BUDGETS:
-            points[f"head-user-cond-{budget}-{variant}"] = {
-                "objective": "head", **FORMS["user-cond"], "max_train_samples": budget,
-                **settings}
-        for seed in SEEDS:
-            points[f"head-user-cond-{BUDGETS[-1]}-{variant}" + (f"-seed{seed}" if seed else "")
-                   ] = {"objective": "head", **FORMS["user-cond"],
-                        "max_train_samples": BUDGETS[-1], **settings, **({"seed": seed} if seed
-                                                                          else {})}
+            points[f"head-user-cond-{budget}-{variant}"] = base | {"max_train_samples": budget}
+        name = f"head-user-cond-{BUDGETS[-1]}-{variant}"
+        points[name] = base | {"max_train_samples": BUDGETS[-1]}
+        for seed in SEEDS[1:]:
+            points[f"{name}-seed{seed}"] = points[name] | {"seed": seed}
     for budget in BUDGETS[1:2]:  # the paper's objective: costly to score
         points[f"title-curriculum-{budget}"] = {"objective": "title", **FORMS["curriculum"],
                                                 "max_train_samples": budget}
