@@ -26,9 +26,12 @@ class Batch:
     lengths: torch.Tensor  # (B,) history lengths (0 for text-only rows)
     candidate_at: torch.Tensor  # (B, C) positions of the candidates' item markers
     target_pos: torch.Tensor  # (B,) index of the target among the candidates, -1 if unknown
+    # (B, C) the encoder's score of each candidate; None: the model computes it (hybrid rows)
+    base_scores: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+                        for f in fields(self)})
 
     @property
     def n_tokens(self) -> int:
@@ -65,8 +68,10 @@ def _marker_positions(backbone: Backbone, ids: list[int], prompt: Prompt) -> lis
 
 
 def collate(backbone: Backbone, prompts: list[Prompt], answers: list[str | None],
-            target_pos: list[int] | None = None, pad_left: bool = False) -> Batch:
-    """Pad a list of samples into one batch (left padding for generation)."""
+            target_pos: list[int] | None = None, pad_left: bool = False,
+            base_scores: torch.Tensor | None = None) -> Batch:
+    """Pad a list of samples into one batch (left padding for generation); ``base_scores``
+    (B, C): the encoder's score of each candidate, when the caller has it."""
     encoded = [encode(backbone, p, a) for p, a in zip(prompts, answers, strict=True)]
     width = max(len(ids) for ids, _ in encoded)
     pad = backbone.tokenizer.pad_token_id
@@ -99,4 +104,5 @@ def collate(backbone: Backbone, prompts: list[Prompt], answers: list[str | None]
         torch.tensor([bool(p.item_ids) for p in prompts]), history,
         torch.tensor([len(h) for h in histories], dtype=torch.long), candidate_at,
         torch.tensor(target_pos if target_pos is not None else [-1] * B, dtype=torch.long),
+        None if base_scores is None else torch.as_tensor(base_scores, dtype=torch.float32),
     )

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llara_kit.config import (
+    CANDIDATE_SOURCES,
     DEVICE_HELP,
     FIELDS,
     MODES,
@@ -356,6 +357,12 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
 @click.option("--draws", default=1, show_default=True, type=click.IntRange(min=1),
               help="Score this many stored negative sets (the first is the trained run's); "
                    "metrics average over them.")
+@click.option("--candidates", type=click.Choice(CANDIDATE_SOURCES), default="stored",
+              show_default=True,
+              help="stored: the data's stored candidates (the paper's random 20); retrieved: "
+                   "re-rank the encoder's top --shortlist unseen items (whole catalogue).")
+@click.option("--shortlist", default=20, show_default=True, type=click.IntRange(min=2),
+              help="Items the encoder retrieves for --candidates retrieved.")
 @click.option("--batch-size", default=4, show_default=True, help="Samples per batch.")
 @click.option("--limit", type=int, help="Only the first N samples (a quick look).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
@@ -363,20 +370,22 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
               help="Print the metrics as JSON: {method: {metric: {value, low, high}}}, and "
                    "with several orders or draws a \"layouts\" entry (by position, spread).")
 def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bool,
-                     permutations: int, draws: int, batch_size: int, limit: int | None,
-                     device: str, as_json: bool) -> None:
-    """Score a trained run on the stored candidates; writes metrics.json and predictions."""
+                     permutations: int, draws: int, candidates: str, shortlist: int,
+                     batch_size: int, limit: int | None, device: str, as_json: bool) -> None:
+    """Score a trained run on the stored candidates or over the whole catalogue; writes
+    metrics.json and predictions."""
     from llara_kit.evaluate import evaluate
     from llara_kit.fusion import evaluate_fusion
     from llara_kit.run import load_run, zero_shot_view
     from llara_kit.run_folder import load_metrics
 
     loaded = load_run(run, device=device, draws=draws)
-    method = mode
+    method = mode if candidates == "stored" else f"{mode}-retrieved"
     if zero_shot:
-        loaded, method = zero_shot_view(loaded), f"zero-shot-{mode}"
+        loaded, method = zero_shot_view(loaded), f"zero-shot-{method}"
     options = dict(batch_size=batch_size, limit=limit, method=method,
-                   hybrid=False if zero_shot else None, show_progress=not as_json)
+                   hybrid=False if zero_shot else None, show_progress=not as_json,
+                   candidates=candidates, shortlist=shortlist)
     columns = {method: evaluate(loaded, split, mode, permutations=permutations, **options)}
     details = load_metrics(run)[split][method]
     several = details.get("orders", 1) * details.get("draws", 1) > 1
@@ -384,7 +393,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
               and draws == 1)
     if fusing:
         evaluate(loaded, "valid", mode, **options)
-        fused = evaluate_fusion(loaded)
+        fused = evaluate_fusion(loaded, method)
         columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
     if as_json:
         layout_info = {k: details[k] for k in ("by_position", "position_bias", "spread")}
@@ -398,8 +407,13 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
     if several:
         show_layouts(details)
     if fusing:
-        Console().print(f"fusion weight λ={fused['lambda']} chosen on valid HR@1: "
-                        f"{fused['valid_HR@1']}", soft_wrap=True)
+        key = fused["key"]
+        Console().print(f"fusion weight λ={fused['lambda']} chosen on valid {key}: "
+                        f"{fused[f'valid_{key}']}", soft_wrap=True)
+        if candidates == "retrieved":
+            from llara_kit.recommend import second_stage
+
+            Console().print(f"recommend: {second_stage(fused['lambda'])}", soft_wrap=True)
 
 
 def show_layouts(details: dict[str, Any]) -> None:
@@ -436,15 +450,26 @@ def show_layouts(details: dict[str, Any]) -> None:
                    "its start, e.g. sasrec) with a 95% interval and p-value.")
 @click.option("--intervals", is_flag=True,
               help="Show [low, high] intervals in the terminal table (wider than 80 columns).")
+@click.option("--candidates", type=click.Choice(CANDIDATE_SOURCES), default="stored",
+              show_default=True,
+              help="stored: the stored candidates; retrieved: over the whole catalogue (the "
+                   "runs re-rank their encoder's shortlist; evaluate with --candidates "
+                   "retrieved first).")
+@click.option("--buckets", is_flag=True,
+              help="With --against: the paired differences by the target's popularity in "
+                   "training and by the user's history length, with bucket sizes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @click.option("--markdown", is_flag=True, help="Print the table as Markdown.")
 def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, intervals: bool,
-            as_json: bool, markdown: bool) -> None:
-    """Baselines and runs side by side on the same candidates (like the paper's Table 2)."""
+            candidates: str, buckets: bool, as_json: bool, markdown: bool) -> None:
+    """Baselines and runs side by side on the same candidates (like the paper's Table 2),
+    or over the whole catalogue."""
     from llara_kit.compare import PAIRED, add_paired, compare_runs, find_row, table_json
     from llara_kit.compare import markdown as comparison_markdown
 
-    data, rows = compare_runs(list(runs), split, mode)
+    if buckets and not against:
+        raise click.UsageError("--buckets needs --against naming the row to compare with.")
+    data, rows = compare_runs(list(runs), split, mode, candidates)
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)
     if as_json:
@@ -458,7 +483,11 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
         return
     against_name = find_row(rows, against) if against else None
     console = Console()
-    console.print(terminal_table(rows, table, split, mode, data, against_name, intervals))
+    console.print(terminal_table(rows, table, split, mode, data, against_name, intervals,
+                                 candidates))
+    if buckets:
+        for _, bucket_table in bucket_tables(rows, against_name, data, split):
+            console.print(bucket_table, soft_wrap=True)
     console.print(f"± is half the 95% interval{'' if intervals else ' (--intervals: [low, high])'}"
                   "; full names: --markdown", markup=False)
     for row in rows.values():
@@ -472,20 +501,26 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
 
 
 def terminal_table(rows: dict, table: dict, split: str, mode: str, data: PreparedData,
-                   against: str | None, intervals: bool) -> Table:
+                   against: str | None, intervals: bool, candidates: str = "stored") -> Table:
     """The comparison in 80 columns: short labels, value ± half-interval cells."""
     from llara_kit.compare import cell, format_p, short_cell
 
+    retrieved = candidates == "retrieved"
     if against:
         shown = ["HR@1", "ΔHR@1", "p", "NDCG@10", "ΔNDCG@10"]
+    elif retrieved:
+        recall = next(k for k in next(iter(table.values())) if k.startswith("Recall@")
+                      and k != "Recall@10")
+        shown = ["HR@1", "NDCG@10", "Recall@10", recall, "MRR"]
     elif mode == "score":
         shown = ["HR@1", "HR@5", "NDCG@10", "MRR"]
     else:
         shown = ["HR@1", "HR@5", "NDCG@10", "ValidRatio"]
     draws = f", {data.settings.draws} draws" if data.settings.draws > 1 else ""
     vs = f"; Δ: paired difference to {rows[against].short}" if against else ""
-    out = Table(title=f"{split}, {mode}, {len(data.splits[split])} users, "
-                      f"{data.settings.candidates} candidates{draws}{vs}",
+    where = ("whole catalogue (runs re-rank the encoder's shortlist)" if retrieved
+             else f"{data.settings.candidates} candidates{draws}")
+    out = Table(title=f"{split}, {mode}, {len(data.splits[split])} users, {where}{vs}",
                 box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     out.add_column("method", style="bold", no_wrap=True)
     for column in shown:
@@ -502,6 +537,34 @@ def terminal_table(rows: dict, table: dict, split: str, mode: str, data: Prepare
                 cells.append(cell(m, column) if intervals else short_cell(m[column]))
         out.add_row(rows[name].short, *cells)
     return out
+
+
+def bucket_tables(rows: dict, against: str, data: PreparedData, split: str
+                  ) -> list[tuple[str, Table]]:
+    """One table per bucket kind: each row's paired ΔHR@1 and ΔNDCG@10 to ``against`` by
+    bucket, with the bucket's size."""
+    from llara_kit.buckets import bucket_differences, sample_buckets
+    from llara_kit.compare import PAIRED, short_cell
+
+    tables = []
+    for kind, buckets in sample_buckets(data, split).items():
+        per_metric = {m: bucket_differences({n: r.values[m] for n, r in rows.items()
+                                             if m in r.values}, against, buckets)
+                      for m in PAIRED}
+        table = Table(title=f"Δ to {rows[against].short} by {kind}", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True)
+        table.add_column("method", style="bold", no_wrap=True)
+        first = per_metric[PAIRED[0]]
+        for bucket, cells in first.items():
+            for m in PAIRED:
+                table.add_column(f"{bucket} (n={cells['samples']}) Δ{m}", justify="right")
+        for name, row in rows.items():
+            if name == against or name not in next(iter(first.values())):
+                continue
+            table.add_row(row.short, *(short_cell(per_metric[m][b][name])
+                                       for b in first for m in PAIRED))
+        tables.append((kind, table))
+    return tables
 
 
 @cli.command()
@@ -534,8 +597,8 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     """Rank items for a history: the given candidates, or every unseen item via the encoder."""
     from llara_kit.recommend import Recommender
 
-    recs = Recommender.from_run(run, device=device).recommend(
-        list(history), list(candidates) or None, top_k)
+    recommender = Recommender.from_run(run, device=device)
+    recs = recommender.recommend(list(history), list(candidates) or None, top_k)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in recs], indent=2))
         return
@@ -545,6 +608,7 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     for i, r in enumerate(recs, 1):
         table.add_row(str(i), r.item, r.title, f"{r.score:.3f}")
     Console().print(table)
+    Console().print(f"ranked by {recommender.stage}", soft_wrap=True)
 
 
 @cli.command("new-plugin")

@@ -14,14 +14,19 @@ from llara_kit.data import PreparedData
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.layouts import layout_summary, layouts
+from llara_kit.fusion import fused_method
 from llara_kit.metrics import (
     format_interval,
+    mean_with_interval,
     paired_difference,
     per_sample,
+    retrieved_metrics,
+    summarise,
 )
 from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
 from llara_kit.run import load_prepared
 from llara_kit.run_folder import load_metrics, read_config, read_data_manifest, read_predictions
+from llara_kit.shortlists import MISSED, shortlists
 
 SCHEDULE_LABELS = {  # schedule -> (full label, short label for the terminal)
     "linear": ("LLaRA (curriculum)", "LLaRA"),
@@ -47,6 +52,15 @@ def _from_ranks(ranks: np.ndarray, metrics: dict) -> Row:
     return Row(metrics, {m: per_sample(ranks, m).mean(axis=0) for m in PAIRED})
 
 
+def _catalogue_row(scorer: ItemScorer, data: PreparedData, split: str, size: int) -> Row:
+    """An item scorer over the whole catalogue (the user's earlier items masked): its top
+    ``size`` are the shortlist a run re-ranks, so Recall@size is shared with the runs."""
+    found = shortlists(scorer, data, split, size)
+    metrics = summarise(found.target_rank, retrieved_metrics(size))
+    metrics["retrieved"] = mean_with_interval(found.retrieved.astype(np.float64))
+    return _from_ranks(found.target_rank[None], metrics)
+
+
 def _scorer_row(scorer: ItemScorer, data: PreparedData, split: str) -> Row:
     """An item scorer on every stored draw (in the stored order: the order cannot matter)."""
     scores = all_item_scores(scorer, data, split)  # (n, n_items + 1)
@@ -69,8 +83,9 @@ def _stored_row(run: Path, split: str, method: str, stored: dict) -> Row:
     row = Row(metrics)
     if preds and "ranks" in preds[0]:  # several orders or draws
         row = _from_ranks(np.array([p["ranks"] for p in preds]).T, metrics)
-    elif preds and "ranking" in preds[0]:
-        row = _from_ranks(np.array([[p["ranking"].index(p["target"]) for p in preds]]), metrics)
+    elif preds and "ranking" in preds[0]:  # a target outside a shortlist: never ranked
+        row = _from_ranks(np.array([[p["ranking"].index(p["target"]) if p["target"] in
+                                     p["ranking"] else MISSED for p in preds]]), metrics)
     elif preds:
         row.values = {"HR@1": np.array([float(p["hit"]) for p in preds])}
     if stored.get("draws", 1) > 1:
@@ -82,11 +97,20 @@ def label(config: TrainConfig) -> tuple[str, str]:
     """A run's row label, in full and short (e.g. ``LLaRA head+uc``)."""
     full, short = SCHEDULE_LABELS.get(config.schedule,
                                       (f"LLaRA ({config.schedule})", config.schedule))
-    extras = [config.objective]
+    extras, tags = [config.objective], ""
+    if config.objective_options.get("residual"):
+        extras[0], tags = f"{config.objective} residual", "+r"
     if config.user_conditioned:
         extras.append(f"user-cond {config.user_signal}")
+        tags += "+uc"
+    if config.negatives != "random":
+        extras.append(f"{config.negatives} lists")
+        tags += f"+{config.negatives[:3]}"
+    if config.cross_fit:
+        extras.append(f"cross-fit {config.cross_fit}")
+        tags += f"+cf{config.cross_fit}"
     full = f"{full}, {config.encoder}+{config.projector} ({', '.join(extras)})"
-    return full, f"{short} {extras[0]}" + ("+uc" if len(extras) > 1 else "")
+    return full, f"{short} {config.objective}{tags}"
 
 
 def evaluated_draws(run: Path, split: str, mode: str) -> int:
@@ -94,18 +118,38 @@ def evaluated_draws(run: Path, split: str, mode: str) -> int:
     return load_metrics(run).get(split, {}).get(mode, {}).get("draws", 1)
 
 
-def compare_runs(runs: list[Path], split: str = "test", mode: str = "score"
-                 ) -> tuple[PreparedData, dict[str, Row]]:
+def compare_runs(runs: list[Path], split: str = "test", mode: str = "score",
+                 candidates: str = "stored") -> tuple[PreparedData, dict[str, Row]]:
     """The first run's data (on the draws it was evaluated with) and the comparison rows."""
     data = load_prepared(read_config(runs[0]), evaluated_draws(runs[0], split, mode))
-    return data, comparison(runs, data, split, mode)
+    return data, comparison(runs, data, split, mode, candidates)
+
+
+def shortlist_size(run: Path, split: str, mode: str = "score") -> int:
+    """The shortlist size a run's whole-catalogue evaluation used."""
+    stored = load_metrics(run).get(split, {}).get(f"{mode}-retrieved")
+    if stored is None:
+        raise LlaraKitError(
+            f"Run {str(run)!r} has no whole-catalogue results on {split}; run `llara-kit "
+            f"evaluate {run} --split {split} --candidates retrieved` first.")
+    return stored["shortlist"]
 
 
 def comparison(runs: list[Path], data: PreparedData, split: str = "test",
-               mode: str = "score") -> dict[str, Row]:
+               mode: str = "score", candidates: str = "stored") -> dict[str, Row]:
     """{method: Row} for popularity, each run's encoder alone, zero-shot, each run, and each
-    run's fusion with its encoder where evaluated; on ``data``'s draws."""
-    rows: dict[str, Row] = {"popularity": _scorer_row(popularity_scorer(data), data, split)}
+    run's fusion with its encoder where evaluated; on ``data``'s draws (``stored``), or over
+    the whole catalogue (``retrieved``: the runs re-rank their encoder's shortlist, the
+    baselines rank every unseen item)."""
+    retrieved = candidates == "retrieved"
+    size = shortlist_size(Path(runs[0]), split, mode) if retrieved else 0
+
+    def baseline(scorer: ItemScorer) -> Row:
+        return (_catalogue_row(scorer, data, split, size) if retrieved
+                else _scorer_row(scorer, data, split))
+
+    method = f"{mode}-retrieved" if retrieved else mode
+    rows: dict[str, Row] = {"popularity": baseline(popularity_scorer(data))}
     for number, run in enumerate(runs, 1):
         run = Path(run)
         config = read_config(run)
@@ -117,19 +161,24 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
             )
         if f"{config.encoder} alone" not in rows:
             encoder = load_encoder(run / "encoder")
-            rows[f"{config.encoder} alone"] = _scorer_row(encoder, data, split)
+            rows[f"{config.encoder} alone"] = baseline(encoder)
         stored = load_metrics(run).get(split, {})
-        zero_shot = stored.get(f"zero-shot-{mode}", {})
+        zero_shot = stored.get(f"zero-shot-{method}", {})
         if zero_shot and zero_shot.get("draws", 1) == data.settings.draws:
-            row = _stored_row(run, split, f"zero-shot-{mode}", zero_shot)
+            row = _stored_row(run, split, f"zero-shot-{method}", zero_shot)
             row.short = "zero-shot"
             rows.setdefault(f"{config.llm} zero-shot", row)
-        if mode not in stored:
+        if method not in stored:
             raise LlaraKitError(
-                f"Run {str(run)!r} has no {mode} results on {split}; run "
-                f"`llara-kit evaluate {run} --mode {mode} --split {split}` first."
+                f"Run {str(run)!r} has no {method} results on {split}; run "
+                f"`llara-kit evaluate {run} --mode {mode} --split {split} --candidates "
+                f"{candidates}` first."
             )
-        if stored[mode].get("draws", 1) != data.settings.draws:
+        if stored[method].get("shortlist", size) != size:
+            raise LlaraKitError(
+                f"Run {str(run)!r} re-ranked shortlists of {stored[method]['shortlist']}, the "
+                f"first run of {size}; evaluate both with the same --shortlist.")
+        if stored[method].get("draws", 1) != data.settings.draws:
             raise LlaraKitError(
                 f"Run {str(run)!r} was evaluated on {stored[mode].get('draws', 1)} candidate "
                 f"draws, the first run on {data.settings.draws}; evaluate both with the same "
@@ -138,11 +187,12 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
         name, short = label(config)
         if name in rows:  # two runs of the same kind: their folders tell them apart
             name, short = f"{name} [{run.name}]", f"{short} #{number}"
-        rows[name] = _stored_row(run, split, mode, stored[mode])
+        rows[name] = _stored_row(run, split, method, stored[method])
         rows[name].short, rows[name].source = short, str(run)
-        if mode == "score" and "fused" in stored and data.settings.draws == 1:  # first draw
-            lam = stored["fused"]["lambda"]
-            fused = _stored_row(run, split, "fused", stored["fused"])
+        fused_name = fused_method(method)
+        if mode == "score" and fused_name in stored and data.settings.draws == 1:  # 1st draw
+            lam = stored[fused_name]["lambda"]
+            fused = _stored_row(run, split, fused_name, stored[fused_name])
             fused.short = f"{short} +{config.encoder}"
             rows[f"{name} + {config.encoder} fused (λ={lam})"] = fused
     for name, row in rows.items():

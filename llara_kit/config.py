@@ -23,7 +23,11 @@ else:  # pragma: no cover
 # How a run ranks candidates at evaluation: score (by its objective), generate (the paper's
 # protocol: free generation, matched to a title), constrained (generation limited to them).
 MODES = ("score", "generate", "constrained")
+# Which candidates evaluation ranks: stored (the data's stored candidates, the paper's 20
+# random) or retrieved (the encoder's top unseen items over the whole catalogue).
+CANDIDATE_SOURCES = ("stored", "retrieved")
 DEVICE_HELP = "auto (a GPU when there is one), cpu, cuda or cuda:N."
+NEGATIVES = ("random", "shortlist", "mixed")  # what a training sample's candidate list holds
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -64,6 +68,18 @@ class TrainConfig:
         "score", "What a user-conditioned candidate token adds: score = the encoder's score "
                  "<item, user state> times a learned vector; product = projector(item * "
                  "user state).")
+    # training lists (llara_kit/training_lists.py)
+    negatives: str = _f(
+        "random", "Training lists: random (the paper's 20 random unseen items), shortlist (the "
+                  "encoder's top unseen items: hard negatives) or mixed (shortlists with the "
+                  "share negatives_schedule gives over training).")
+    negatives_schedule: str = _f("linear", "Schedule plugin of the shortlist share (mixed).")
+    missing_target: str = _f(
+        "skip", "A shortlist without the target: skip (a random list instead, or the sample "
+                "is not drawn) or inject (the target replaces its last item).")
+    cross_fit: int = _f(
+        0, "Folds of cross-fitted encoders that shortlist and score training samples "
+           "(0 = the run's encoder, which trained on them: leaky).")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")
@@ -124,6 +140,13 @@ class TrainConfig:
             )
         if self.user_signal not in ("product", "score"):
             raise LlaraKitError(f"Setting user_signal={self.user_signal!r}: use product or score.")
+        for name, allowed in (("negatives", NEGATIVES), ("missing_target", ("skip", "inject"))):
+            if getattr(self, name) not in allowed:
+                raise LlaraKitError(f"Setting {name}={getattr(self, name)!r}: use "
+                                    f"{' or '.join(allowed)}.")
+        if self.cross_fit == 1 or self.cross_fit < 0:
+            raise LlaraKitError(f"Setting cross_fit={self.cross_fit!r}: use 0 (off) or a fold "
+                                "count of at least 2.")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise LlaraKitError(f"Setting precision={self.precision!r}: use auto, bf16 or fp32.")
 

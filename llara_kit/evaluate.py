@@ -14,23 +14,31 @@ Results go to the run folder's ``metrics.json`` (keyed by split and method) and
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from typing import Any
 
 import numpy as np
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from llara_kit.config import MODES
+from llara_kit.config import CANDIDATE_SOURCES, MODES
+from llara_kit.data.protocol import SPLITS
+from llara_kit.encoders import Encoder
 from llara_kit.distributed import gather_rows, main_writes, process_share, shard
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts
-from llara_kit.metrics import mean_with_interval
+from llara_kit.metrics import mean_with_interval, retrieved_metrics, summarise
 from llara_kit.plugins import build_component
 from llara_kit.prompts import Prompt
+from llara_kit.ranking import candidate_scores
 from llara_kit.run import LoadedRun
 from llara_kit.run_folder import record_metrics
+from llara_kit.shortlists import list_ranks, shortlists, shuffled
+
+_RETRIEVED_ORDER = 12  # the seed's generator family: the order shortlists are shown in
 
 
 def normalise(text: str) -> str:
@@ -83,11 +91,18 @@ def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_s
     mine = shard(np.arange(len(prompts)), rank, world)
     prompts, candidates = [prompts[i] for i in mine], candidates[mine]
     titles = _candidate_titles(run, candidates)
+    base = candidate_scores(_cpu_encoder(run), run.data, split, layout.candidates)[mine]
     objective = run.model.objective
-    scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl]).numpy()
+    scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl],
+                              torch.from_numpy(base[sl])).numpy()
               for sl in _batches(len(prompts), batch_size, label, show_progress and rank == 0)]
     return gather_rows(np.concatenate(scores) if scores
                        else np.zeros(candidates.shape, dtype=np.float32))
+
+
+def _cpu_encoder(run: LoadedRun) -> Encoder:
+    """The run's encoder on the CPU (its model may sit on a GPU), for whole-split scoring."""
+    return copy.deepcopy(run.model.encoder).cpu()
 
 
 def _layout_label(split: str, layout: Layout, views: list[Layout]) -> str:
@@ -101,16 +116,25 @@ def _layout_label(split: str, layout: Layout, views: list[Layout]) -> str:
 
 def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_size: int = 4,
              limit: int | None = None, method: str | None = None, hybrid: bool | None = None,
-             permutations: int = 1, record: bool = True, show_progress: bool = True
-             ) -> dict[str, Any]:
+             permutations: int = 1, record: bool = True, show_progress: bool = True,
+             candidates: str = "stored", shortlist: int = 20) -> dict[str, Any]:
     """Evaluate ``run``; returns the metrics and, with ``record``, writes them and the
     predictions into the run folder under ``method`` (default: the mode). ``hybrid`` defaults
     to the form the run ended training in. In score mode every stored draw is scored under
-    ``permutations`` candidate orders and the metrics average over them (see layouts)."""
+    ``permutations`` candidate orders and the metrics average over them (see layouts).
+    ``candidates="retrieved"`` ranks the encoder's top ``shortlist`` unseen items instead
+    (the whole-catalogue evaluation; method ``<mode>-retrieved``)."""
     if mode not in MODES:
         raise LlaraKitError(f"Unknown evaluation mode {mode!r}. Available: {', '.join(MODES)}.")
     if split not in ("valid", "test"):
         raise LlaraKitError(f"Evaluate on 'valid' or 'test', not {split!r}.")
+    if candidates not in CANDIDATE_SOURCES:
+        raise LlaraKitError(f"Unknown candidate source {candidates!r}; use one of: "
+                            f"{', '.join(CANDIDATE_SOURCES)}.")
+    if candidates == "retrieved":
+        return evaluate_retrieved(run, split, mode, batch_size=batch_size, limit=limit,
+                                  method=method, hybrid=hybrid, permutations=permutations,
+                                  record=record, show_progress=show_progress, size=shortlist)
     s = run.data.splits[split]
     if mode != "score" and (permutations > 1 or run.data.settings.draws > 1):
         raise LlaraKitError(
@@ -119,7 +143,7 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
         )
     hybrid = uses_hybrid(run) if hybrid is None else hybrid
     n = len(s) if limit is None else min(limit, len(s))
-    candidates, targets = s.candidates[:n], s.targets[:n]
+    stored, targets = s.candidates[:n], s.targets[:n]
     run.model.eval()
     rows = []
     info: dict[str, Any] = {"mode": mode, "hybrid": hybrid, "samples": n}
@@ -139,7 +163,7 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
         ranks = summary["ranks"]  # (L, n); layout 0 is the stored order of the first draw
         for i in range(n):
             order = np.argsort(-scores[0, i], kind="stable")
-            rows.append({"ranking": candidates[i][order].tolist(), "hit": bool(ranks[0, i] == 0),
+            rows.append({"ranking": stored[i][order].tolist(), "hit": bool(ranks[0, i] == 0),
                          "scores": [round(float(x), 5) for x in scores[0, i]]})
             if len(views) > 1:
                 rows[-1]["ranks"] = ranks[:, i].tolist()
@@ -150,7 +174,7 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
                 f"{run.config.objective!r} objective; use --mode score."
             )
         prompts = split_prompts(run, split, hybrid, limit)[0]
-        cand_titles = _candidate_titles(run, candidates)
+        cand_titles = _candidate_titles(run, stored)
         target_pos = s.target_positions()[:n]
         answers = []
         constrain = cand_titles if mode == "constrained" else None
@@ -166,11 +190,54 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
             rows.append({"answer": first, "valid": bool(valid[i]), "hit": bool(hits[i])})
         metrics = {"HR@1": mean_with_interval(hits), "ValidRatio": mean_with_interval(valid),
                    "HR@1 (valid only)": mean_with_interval(hits[valid == 1])}
-    method = method or mode
+    _record(run, split, method or mode, metrics, info, rows, stored, record)
+    return metrics
+
+
+def _record(run: LoadedRun, split: str, method: str, metrics: dict, info: dict,
+            rows: list[dict], candidates: np.ndarray, record: bool) -> None:
+    """Complete each prediction row with its sample and write them with the metrics."""
+    s = run.data.splits[split]
     for i, row in enumerate(rows):
-        row.update(user=run.data.raw_user_ids[s.users[i]],
-                   history=s.history_of(i),
-                   candidates=candidates[i].tolist(), target=int(targets[i]))
+        row.update(user=run.data.raw_user_ids[s.users[i]], history=s.history_of(i),
+                   candidates=candidates[i].tolist(), target=int(s.targets[i]))
     if record:
         main_writes(lambda: record_metrics(run.path, split, method, metrics, info, rows))
+
+
+def evaluate_retrieved(run: LoadedRun, split: str, mode: str, *, batch_size: int,
+                       limit: int | None, method: str | None, hybrid: bool | None,
+                       permutations: int, record: bool, show_progress: bool, size: int
+                       ) -> dict[str, Any]:
+    """The LLM re-ranking its encoder's top ``size`` unseen items (shown in a seeded random
+    order), over every sample of ``split``: a target outside the shortlist is a miss.
+    Metrics: HR@1, NDCG@10, Recall@10, Recall@size, MRR; ``retrieved``, the share of samples
+    whose target is in the shortlist, and HR@1 and NDCG@10 among them."""
+    if mode != "score" or permutations > 1 or run.data.settings.draws > 1:
+        raise LlaraKitError("--candidates retrieved ranks the encoder's shortlist by the run's "
+                            "objective: use --mode score, one order and one draw.")
+    if size < 2 or size > run.data.n_items:
+        raise LlaraKitError(f"--shortlist {size} must lie between 2 and the "
+                            f"{run.data.n_items} items.")
+    s = run.data.splits[split]
+    n = len(s) if limit is None else min(limit, len(s))
+    hybrid = uses_hybrid(run) if hybrid is None else hybrid
+    found = shortlists(_cpu_encoder(run), run.data, split, size, np.arange(n))
+    rng = np.random.default_rng([run.config.seed, _RETRIEVED_ORDER, SPLITS.index(split)])
+    lists = shuffled(found.items, rng)  # (n, K)
+    run.model.eval()
+    scores = llm_scores(run, split, Layout(0, 0, lists), hybrid, batch_size,
+                        f"re-ranking {split} shortlists", show_progress)  # (n, K)
+    ranks = list_ranks(scores, lists, s.targets[:n])
+    metrics = summarise(ranks, retrieved_metrics(size))
+    inside = found.retrieved
+    metrics["retrieved"] = mean_with_interval(inside.astype(np.float64))
+    among = summarise(ranks[inside], ("HR@1", "NDCG@10")) if inside.any() else {}
+    metrics |= {f"{name} | retrieved": value for name, value in among.items()}
+    info = {"mode": mode, "hybrid": hybrid, "samples": n, "candidates": "retrieved",
+            "shortlist": size}
+    rows = [{"ranking": lists[i][np.argsort(-scores[i], kind="stable")].tolist(),
+             "hit": bool(ranks[i] == 0), "scores": [round(float(x), 5) for x in scores[i]],
+             "encoder_rank": float(found.target_rank[i])} for i in range(n)]
+    _record(run, split, method or f"{mode}-retrieved", metrics, info, rows, lists, record)
     return metrics

@@ -15,10 +15,11 @@ import numpy as np
 
 from llara_kit.distributed import main_writes
 from llara_kit.errors import LlaraKitError
-from llara_kit.metrics import CANDIDATE_METRICS, per_sample, summarise, target_ranks
-from llara_kit.ranking import all_item_scores
+from llara_kit.metrics import CANDIDATE_METRICS, per_sample, retrieved_metrics, summarise
+from llara_kit.ranking import candidate_scores
 from llara_kit.run import LoadedRun
 from llara_kit.run_folder import read_predictions, record_metrics
+from llara_kit.shortlists import list_ranks
 
 LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 
@@ -36,35 +37,31 @@ def fuse(llm: np.ndarray, encoder: np.ndarray, lam: float) -> np.ndarray:
     return standardise(llm) + lam * standardise(encoder)
 
 
-def choose_lambda(llm: np.ndarray, encoder: np.ndarray, target_pos: np.ndarray
-                  ) -> tuple[float, dict[str, float]]:
-    """The lambda with the best HR@1 (then NDCG@10, then the smaller lambda) and every
-    lambda's HR@1, on the samples given (the valid split)."""
+def choose_lambda(llm: np.ndarray, encoder: np.ndarray, candidates: np.ndarray,
+                  targets: np.ndarray, key: tuple[str, ...] = ("HR@1", "NDCG@10"),
+                  ties_to_encoder: bool = False) -> tuple[float, dict[str, float]]:
+    """The lambda with the best ``key`` metrics (in order; on a tie the smaller lambda, or
+    with ``ties_to_encoder`` the larger: the LLM must beat the encoder to be used) and every
+    lambda's value of the first, on the samples given (the valid split)."""
     best, best_key, table = LAMBDAS[0], None, {}
-    for lam in LAMBDAS:
-        ranks = target_ranks(fuse(llm, encoder, lam), target_pos)
-        key = (per_sample(ranks, "HR@1").mean(), per_sample(ranks, "NDCG@10").mean())
-        table[_label(lam)] = round(float(key[0]), 5)
-        if best_key is None or key > best_key:
-            best, best_key = lam, key
-    return best, table
+    for lam in (LAMBDAS[::-1] if ties_to_encoder else LAMBDAS):
+        ranks = list_ranks(fuse(llm, encoder, lam), candidates, targets)
+        values = tuple(per_sample(ranks, m).mean() for m in key)
+        table[_label(lam)] = round(float(values[0]), 5)
+        if best_key is None or values > best_key:
+            best, best_key = lam, values
+    return best, {_label(lam): table[_label(lam)] for lam in LAMBDAS}
 
 
 def _label(lam: float) -> str:
     return "inf" if math.isinf(lam) else f"{lam:g}"
 
 
-def encoder_candidate_scores(run: LoadedRun, split: str) -> np.ndarray:
-    """The run's encoder's scores of the stored candidates: (n, C)."""
-    encoder = copy.deepcopy(run.model.encoder).cpu()  # the run's model may sit on a GPU
-    scores = all_item_scores(encoder, run.data, split)
-    return np.take_along_axis(scores, run.data.splits[split].candidates, axis=1)
-
-
 def stored_scores(run: LoadedRun, split: str, method: str = "score", every: bool = True
-                  ) -> np.ndarray:
-    """The LLM's candidate scores stored by ``evaluate``: (n, C) for the first n samples of
-    ``split`` (``every``: all of them)."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The LLM's scores stored by ``evaluate`` for ``method``, with the candidates they score
+    and the targets: (n, C), (n, C), (n,) for the first n samples of ``split`` (``every``:
+    all of them)."""
     rows = read_predictions(run.path, split, method)
     if not rows or "scores" not in rows[0] or (every and len(rows) != len(run.data.splits[split])):
         raise LlaraKitError(
@@ -72,27 +69,42 @@ def stored_scores(run: LoadedRun, split: str, method: str = "score", every: bool
             f"sample; run `llara-kit evaluate {run.path} --split {split}` first"
             f"{' without --limit' if every else ''}."
         )
-    return np.array([r["scores"] for r in rows], dtype=np.float64)
+    return (np.array([r["scores"] for r in rows], dtype=np.float64),
+            np.array([r["candidates"] for r in rows]), np.array([r["target"] for r in rows]))
+
+
+def fused_method(method: str) -> str:
+    """Where the fusion of ``method`` is recorded: ``fused``, or ``fused-retrieved``."""
+    return method.replace("score", "fused", 1)
 
 
 def evaluate_fusion(run: LoadedRun, method: str = "score", record: bool = True
                     ) -> dict[str, Any]:
     """Choose lambda on the valid samples scored (all, or the first n of a --limit run),
-    score the fused ranking on every test sample; recorded as ``fused``."""
-    valid, test = run.data.splits["valid"], run.data.splits["test"]
-    llm_valid = stored_scores(run, "valid", method, every=False)
-    n = len(llm_valid)
+    score the fused ranking of every test sample's candidates (those ``method`` ranked: the
+    stored ones, or the encoder's shortlists, where lambda is chosen on NDCG@10 first and
+    the encoder alone wins ties: ``recommend`` uses this choice); recorded as
+    ``fused_method(method)``."""
+    encoder = copy.deepcopy(run.model.encoder).cpu()  # the run's model may sit on a GPU
+    retrieved = method.endswith("retrieved")
+    key = ("NDCG@10", "HR@1") if retrieved else ("HR@1", "NDCG@10")
+    llm_valid, cands_valid, targets_valid = stored_scores(run, "valid", method, every=False)
     lam, table = choose_lambda(
-        llm_valid, encoder_candidate_scores(run, "valid")[:n],
-        valid.target_positions()[:n])
-    fused = fuse(stored_scores(run, "test", method), encoder_candidate_scores(run, "test"), lam)
-    ranks = target_ranks(fused, test.target_positions())
-    metrics = summarise(ranks, CANDIDATE_METRICS)
+        llm_valid, candidate_scores(encoder, run.data, "valid", cands_valid), cands_valid,
+        targets_valid, key, ties_to_encoder=retrieved)
+    llm, cands, targets = stored_scores(run, "test", method)
+    fused = fuse(llm, candidate_scores(encoder, run.data, "test", cands), lam)
+    ranks = list_ranks(fused, cands, targets)
+    metrics = summarise(ranks, retrieved_metrics(cands.shape[1]) if retrieved
+                        else CANDIDATE_METRICS)
+    info = {"mode": "score", "of": method, "lambda": _label(lam),
+            f"valid_{key[0]}": table, "valid_samples": len(llm_valid), "samples": len(llm)}
     if record:
-        info = {"mode": "score", "of": method, "lambda": _label(lam), "valid_HR@1": table,
-                "valid_samples": n, "samples": len(test)}
-        rows = [{"ranking": test.candidates[i][np.argsort(-fused[i], kind="stable")].tolist(),
-                 "hit": bool(ranks[i] == 0), "target": int(test.targets[i])}
-                for i in range(len(test))]
-        main_writes(lambda: record_metrics(run.path, "test", "fused", metrics, info, rows))
-    return {"lambda": _label(lam), "valid_HR@1": table, "metrics": metrics}
+        rows = [{"ranking": cands[i][np.argsort(-fused[i], kind="stable")].tolist(),
+                 "hit": bool(ranks[i] == 0), "target": int(targets[i]),
+                 "candidates": cands[i].tolist()}
+                for i in range(len(llm))]
+        main_writes(lambda: record_metrics(run.path, "test", fused_method(method), metrics,
+                                           info, rows))
+    return {"lambda": _label(lam), f"valid_{key[0]}": table, "metrics": metrics,
+            "key": key[0]}

@@ -12,6 +12,12 @@ CANDIDATE_METRICS = ("HR@1", "HR@5", "NDCG@5", "NDCG@10", "MRR")
 FULL_METRICS = ("HR@10", "NDCG@10")
 
 
+def retrieved_metrics(size: int) -> tuple[str, ...]:
+    """Metrics over the whole catalogue, where the target may lie outside the ``size`` items
+    a method ranks (its rank is then infinite and every metric 0)."""
+    return ("HR@1", "NDCG@10", "Recall@10", f"Recall@{size}", "MRR")
+
+
 def target_ranks(scores: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
     """Rank of each row's target among its columns.
 
@@ -22,13 +28,14 @@ def target_ranks(scores: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
 
 
 def per_sample(ranks: np.ndarray, metric: str) -> np.ndarray:
-    """The metric's value for each sample: ``HR@k``, ``NDCG@k`` or ``MRR``."""
+    """The metric's value for each sample: ``HR@k`` (= ``Recall@k``: one target), ``NDCG@k``
+    or ``MRR``; an infinite rank (a target never ranked) scores 0."""
     ranks = np.asarray(ranks, dtype=np.float64)
     if metric == "MRR":
         return 1.0 / (ranks + 1.0)
     name, _, k = metric.partition("@")
     hit = ranks < int(k)
-    if name == "HR":
+    if name in ("HR", "Recall"):
         return hit.astype(np.float64)
     if name == "NDCG":  # one relevant item: DCG = 1 / log2(rank + 2), ideal DCG = 1
         return np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)

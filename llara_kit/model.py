@@ -40,6 +40,23 @@ class LlaraModel(nn.Module):
         self.encoder.eval()  # frozen: no dropout either
         return self
 
+    def encoder_scores(self, batch: Batch) -> torch.Tensor:
+        """The encoder's score <item, u> of each candidate given the row's history (user
+        state u): (B, C). The batch's own when it carries them (training lists scored by a
+        cross-fitted encoder; evaluation, for every row); else computed here from the run's
+        encoder for hybrid rows, 0 in text-only rows (whose batches carry no item ids)."""
+        if batch.base_scores is not None:
+            return batch.base_scores
+        B, C = batch.candidate_at.shape
+        out = torch.zeros(B, C, device=batch.input_ids.device)
+        hybrid = batch.hybrid
+        if hybrid.any():
+            state = self.encoder.encode(batch.history[hybrid], batch.lengths[hybrid])  # (b, d)
+            ids = batch.item_ids[batch.item_is_candidate].view(-1, C)  # (b, C)
+            items = self.encoder.item_embeddings(ids)  # (b, C, d)
+            out[hybrid] = torch.einsum("bcd,bd->bc", items, state).float()
+        return out
+
     def behaviour_vectors(self, batch: Batch) -> torch.Tensor:
         """The projected vector of each behavioural token: (K, H).
 
@@ -50,19 +67,19 @@ class LlaraModel(nn.Module):
         """
         items = self.encoder.item_embeddings(batch.item_ids)  # (K, d), frozen
         projected = self.projector(items)  # (K, H)
-        if self.user_conditioned:
-            hybrid = batch.lengths > 0  # (B,)
-            state = torch.zeros(len(hybrid), items.shape[-1], device=items.device)  # (B, d)
-            if hybrid.any():
-                state[hybrid] = self.encoder.encode(batch.history[hybrid],
-                                                    batch.lengths[hybrid]).to(state.dtype)
-            cand = batch.item_is_candidate  # (K,)
-            joint = items[cand] * state[batch.item_rows[cand]].to(items.dtype)  # (Kc, d)
-            signal = (self.projector(joint) if self.score_direction is None
-                      else self.score_direction(joint.sum(-1, keepdim=True)))  # (Kc, H)
-            projected = projected.index_add(0, cand.nonzero().squeeze(1),
-                                            signal.to(projected.dtype))
-        return projected
+        if not self.user_conditioned:
+            return projected
+        cand = batch.item_is_candidate  # (K,) hybrid rows' candidates, row-major
+        if self.score_direction is not None:
+            scores = self.encoder_scores(batch)[batch.hybrid].reshape(-1, 1)  # (Kc, 1)
+            signal = self.score_direction(scores.to(projected.dtype))  # (Kc, H)
+        else:
+            hybrid = batch.hybrid
+            state = self.encoder.encode(batch.history[hybrid], batch.lengths[hybrid])  # (b, d)
+            rows = torch.cumsum(hybrid, 0) - 1  # (B,) a hybrid row's index among them
+            joint = items[cand] * state[rows[batch.item_rows[cand]]].to(items.dtype)  # (Kc, d)
+            signal = self.projector(joint)  # (Kc, H)
+        return projected.index_add(0, cand.nonzero().squeeze(1), signal.to(projected.dtype))
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """Token embeddings with the projected vectors written at the behavioural tokens:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from llara_kit.batching import IGNORE, Batch, collate
+from llara_kit.errors import LlaraKitError
 from llara_kit.inference import candidate_logprobs
 from llara_kit.llm import Backbone
 from llara_kit.prompts import Prompt
@@ -30,8 +31,10 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def score(self, model: nn.Module, backbone: Backbone, prompts: list[Prompt],
-              candidates: list[list[str]]) -> torch.Tensor:
-        """Scores of each prompt's candidates, higher is better: (B, C) on the CPU."""
+              candidates: list[list[str]], base_scores: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        """Scores of each prompt's candidates, higher is better: (B, C) on the CPU.
+        ``base_scores`` (B, C): the run's encoder's scores of them (see ``collate``)."""
         raise NotImplementedError
 
 
@@ -53,7 +56,7 @@ class TitleObjective(Objective):
         return F.cross_entropy(logits.float(), targets[where])
 
     @torch.no_grad()
-    def score(self, model, backbone, prompts, candidates) -> torch.Tensor:
+    def score(self, model, backbone, prompts, candidates, base_scores=None) -> torch.Tensor:
         total, n_tokens = candidate_logprobs(model, backbone, prompts, candidates)
         return total / n_tokens  # (B, C)
 
@@ -61,11 +64,24 @@ class TitleObjective(Objective):
 class HeadObjective(Objective):
     """A linear score head on the last hidden state at each candidate's item marker (its
     behavioural token, or the placeholder in text-only prompts), trained by cross-entropy over
-    the candidates' scores (listwise). Scoring takes one forward pass per prompt."""
+    the candidates' scores (listwise). Scoring takes one forward pass per prompt.
 
-    def __init__(self, hidden_size: int):
+    ``residual``: a candidate's score is ``alpha * encoder score + head(state)``, the head
+    starting at zero and ``alpha`` at 1, so an untrained model ranks exactly as its encoder
+    and training learns a correction. The encoder's score enters every row, text-only ones
+    included (the encoder reads the item ids whatever the prompt shows).
+    """
+
+    def __init__(self, hidden_size: int, residual: bool = False):
         super().__init__()
+        if not isinstance(residual, bool):
+            raise LlaraKitError(f"Objective option residual={residual!r}: use true or false.")
         self.head = nn.Linear(hidden_size, 1)
+        self.residual = residual
+        if residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.alpha = nn.Parameter(torch.ones(()))
 
     def answer(self, target: str) -> None:
         return None  # the prompt ends at "Answer:"; the head reads the candidates' markers
@@ -73,13 +89,15 @@ class HeadObjective(Objective):
     def candidate_scores(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         hidden = model.hidden_states(batch)  # (B, T, H)
         at = batch.candidate_at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, C, H)
-        return self.head(hidden.gather(1, at)).squeeze(-1).float()  # (B, C)
+        scores = self.head(hidden.gather(1, at)).squeeze(-1).float()  # (B, C)
+        return scores + self.alpha * model.encoder_scores(batch) if self.residual else scores
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self.candidate_scores(model, batch), batch.target_pos)
 
     @torch.no_grad()
-    def score(self, model, backbone, prompts, candidates) -> torch.Tensor:
+    def score(self, model, backbone, prompts, candidates, base_scores=None) -> torch.Tensor:
         device = next(model.parameters()).device
-        batch = collate(backbone, prompts, [None] * len(prompts)).to(device)
+        batch = collate(backbone, prompts, [None] * len(prompts),
+                        base_scores=base_scores).to(device)
         return self.candidate_scores(model, batch).cpu()  # (B, C)

@@ -58,14 +58,15 @@ def _sizing(data: PreparedData) -> dict[str, int]:
 def stored_encoders(name: str, data: PreparedData, options: dict[str, Any] | None = None, *,
                     home: Path | None = None) -> list[Path]:
     """Folders where ``pretrain`` stored encoder ``name`` with these options for ``data``
-    (any training settings), newest first."""
+    (any training settings, every train sample), newest first."""
     cls = get_component("encoder", name).factory
     config = asdict(cls.config_from(**(_sizing(data) | dict(options or {}))))
     found = []
     for report_path in ((home or cache_home()) / "encoders").glob(f"{name}-*/pretrain.json"):
         report = json.loads(report_path.read_text())
         if (report.get("format"), report.get("encoder"), report.get("config"),
-                report.get("data_hash")) == (FORMAT, name, config, data.hash):
+                report.get("data_hash"), report.get("rows")) == (FORMAT, name, config,
+                                                                  data.hash, None):
             found.append((report_path.stat().st_mtime, report_path.parent))
     return [folder for _, folder in sorted(found, reverse=True)]
 
@@ -77,13 +78,14 @@ def _valid_mrr(encoder: Encoder, data: PreparedData) -> float:
 
 
 def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: PreparedData,
-                 batch_size: int, generator: torch.Generator) -> float:
+                 batch_size: int, generator: torch.Generator, rows: np.ndarray | None) -> float:
     train = data.splits["train"]
+    rows = np.arange(len(train)) if rows is None else rows
     device = next(encoder.parameters()).device
-    history, lengths, targets = (torch.from_numpy(a).to(device)
+    history, lengths, targets = (torch.from_numpy(a[rows]).to(device)
                                  for a in (train.history, train.lengths, train.targets))
     encoder.train()
-    total, order = 0.0, torch.randperm(len(train), generator=generator).to(device)
+    total, order = 0.0, torch.randperm(len(rows), generator=generator).to(device)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         loss = encoder.pretrain_loss(history[idx], lengths[idx], targets[idx])
@@ -97,14 +99,17 @@ def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: Prepa
 def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | None = None,
                      settings: PretrainSettings | None = None, *, home: Path | None = None,
                      force: bool = False, show_progress: bool = True,
-                     device: str = "auto") -> Pretrained:
+                     device: str = "auto", rows: np.ndarray | None = None,
+                     label: str | None = None) -> Pretrained:
     """Train (or reuse from the cache) encoder ``name`` on ``data``, on ``device`` (the
-    stored weights and the test scores are the CPU's)."""
+    stored weights and the test scores are the CPU's). ``rows`` limits training to those
+    train samples (a cross-fitting fold's complement; ``label`` names it in the progress)."""
     options, settings = dict(options or {}), settings or PretrainSettings()
     torch.manual_seed(settings.seed)  # initial weights
     encoder = build_encoder(name, data, options)
     key_fields = {"format": FORMAT, "encoder": name, "config": asdict(encoder.config),
-                  "settings": asdict(settings), "data_hash": data.hash}
+                  "settings": asdict(settings), "data_hash": data.hash,
+                  **({} if rows is None else {"rows": sha256_json(np.asarray(rows).tolist())})}
     key = sha256_json(key_fields)
     folder = (home or cache_home()) / "encoders" / f"{name}-{key[:16]}"
     if (folder / "pretrain.json").is_file() and not force:
@@ -121,9 +126,10 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
                         TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
                         TimeElapsedColumn(), disable=not show_progress)
     with progress:
-        task = progress.add_task(f"pre-training {name}", total=settings.epochs, info="")
+        task = progress.add_task(f"pre-training {label or name}", total=settings.epochs,
+                                 info="")
         for epoch in range(settings.epochs):
-            loss = _train_epoch(encoder, optimizer, data, settings.batch_size, generator)
+            loss = _train_epoch(encoder, optimizer, data, settings.batch_size, generator, rows)
             mrr = _valid_mrr(encoder, data)
             log.append({"epoch": epoch, "loss": round(loss, 5), "valid_mrr": round(mrr, 5),
                         "seconds": round(time.perf_counter() - started, 2)})

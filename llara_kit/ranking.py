@@ -33,6 +33,13 @@ def all_item_scores(scorer: ItemScorer, data: PreparedData, split: str,
     return np.concatenate(out)
 
 
+def candidate_scores(scorer: ItemScorer, data: PreparedData, split: str,
+                     candidates: np.ndarray) -> np.ndarray:
+    """(n, C) scores of the candidates (n, C) of the first n samples of ``split``."""
+    scores = all_item_scores(scorer, data, split)[: len(candidates)]
+    return np.take_along_axis(scores, candidates, axis=1)
+
+
 def candidate_ranks(scores: np.ndarray, data: PreparedData, split: str) -> np.ndarray:
     """Rank of the target among the stored candidates, from all-item scores."""
     s = data.splits[split]

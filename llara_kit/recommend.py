@@ -1,4 +1,8 @@
-"""Recommending with a trained run: ``Recommender.from_run(path).recommend(history)``."""
+"""Recommending with a trained run: ``Recommender.from_run(path).recommend(history)``.
+
+The second stage is what the run's whole-catalogue evaluation chose on valid (the fusion
+weight of ``evaluate --candidates retrieved``): the LLM's order, the LLM fused with its
+encoder, or, when the LLM did not beat the encoder there, the encoder's own order."""
 
 from __future__ import annotations
 
@@ -11,14 +15,36 @@ import torch
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import normalise, uses_hybrid
+from llara_kit.fusion import fuse, fused_method
 from llara_kit.run import LoadedRun, load_run
+from llara_kit.run_folder import has_metrics, load_metrics
+
+
+def second_stage(lam: str | None) -> str:
+    """What ranks a shortlist, given the fusion weight chosen on valid (None: not chosen)."""
+    if lam is None:
+        return ("the LLM's order (not checked against the encoder on valid: run `llara-kit "
+                "evaluate RUN --candidates retrieved`)")
+    if lam == "inf":
+        return "the encoder's order: the LLM did not beat it on valid, so it is not used"
+    if lam == "0":
+        return "the LLM's order (it beat the encoder on valid)"
+    return f"the LLM fused with the encoder (weight λ={lam}, chosen on valid)"
+
+
+def chosen_lambda(run_dir) -> str | None:
+    """The fusion weight the run's whole-catalogue evaluation chose on valid, if any."""
+    if not has_metrics(run_dir):
+        return None
+    fused = load_metrics(run_dir).get("test", {}).get(fused_method("score-retrieved"))
+    return None if fused is None else fused["lambda"]
 
 
 @dataclass
 class Recommendation:
     item: str  # raw item id as in the data set
     title: str
-    score: float  # the run's objective's score (title: mean token log-likelihood); higher wins
+    score: float  # the second stage's score (see ``Recommender.stage``); higher wins
 
 
 class Recommender:
@@ -27,6 +53,8 @@ class Recommender:
     def __init__(self, run: LoadedRun):
         self.run = run
         self.hybrid = uses_hybrid(run)
+        self.fusion = chosen_lambda(run.path)
+        self.stage = second_stage(self.fusion)  # what ranks the candidates, for the user
         data = run.data
         self._by_raw = {raw: i for i, raw in enumerate(data.raw_item_ids) if i}
         self._by_title: dict[str, int] = {}
@@ -50,28 +78,39 @@ class Recommender:
 
     def recommend(self, history: list[str | int], candidates: list[str | int] | None = None,
                   top_k: int = 10) -> list[Recommendation]:
-        """Rank ``candidates`` (default: the encoder's shortlist of unseen items) by the LLM."""
+        """Rank ``candidates`` (default: the encoder's shortlist of unseen items) by the
+        second stage (``self.stage``)."""
         if not history:
             raise LlaraKitError("Give at least one history item.")
         data, run = self.run.data, self.run
-        hist = [self.item_id(h) for h in history][-data.settings.history :]
+        seen = [self.item_id(h) for h in history]
+        hist = seen[-data.settings.history :]
+        encoder_scores = self.encoder_scores(hist)  # (n_items + 1,)
         if candidates:
             cands = list(dict.fromkeys(self.item_id(c) for c in candidates))
         else:
-            cands = self.shortlist(hist, data.settings.candidates)
-        prompt = run.template.render(data.titles, hist, cands, self.hybrid)
-        scores = run.model.eval().objective.score(run.model, run.backbone, [prompt],
-                                                  [[data.titles[c] for c in cands]])[0].numpy()
+            masked = encoder_scores.clone()
+            masked[[0, *seen]] = float("-inf")
+            cands = masked.topk(min(data.settings.candidates, data.n_items - len(set(seen))
+                                    )).indices.tolist()
+        base = encoder_scores[cands].numpy()[None]  # (1, C)
+        if self.fusion == "inf":
+            scores = base[0]
+        else:
+            prompt = run.template.render(data.titles, hist, cands, self.hybrid)
+            llm = run.model.eval().objective.score(
+                run.model, run.backbone, [prompt], [[data.titles[c] for c in cands]],
+                torch.from_numpy(base)).numpy()  # (1, C)
+            scores = llm[0] if self.fusion is None else fuse(llm, base, float(self.fusion))[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [Recommendation(data.raw_item_ids[cands[i]], data.titles[cands[i]],
                                float(scores[i])) for i in order]
 
     @torch.no_grad()
-    def shortlist(self, history: list[int], size: int) -> list[int]:
-        """The encoder's top ``size`` items the user has not seen, for the LLM to rank."""
+    def encoder_scores(self, history: list[int]) -> torch.Tensor:
+        """The encoder's score of every item after ``history``: (n_items + 1,) on the CPU,
+        padding at -inf."""
         encoder = self.run.model.encoder
         device = next(encoder.parameters()).device
         seq = torch.tensor([history], device=device)
-        scores = encoder(seq, torch.tensor([len(history)], device=device))[0]  # (n_items + 1,)
-        scores[history] = float("-inf")
-        return scores.topk(size).indices.tolist()
+        return encoder(seq, torch.tensor([len(history)], device=device))[0].float().cpu()

@@ -53,9 +53,10 @@ from llara_kit.run import (
     template_of,
 )
 from llara_kit.storage import complete_dir, staged_dir, write_json
+from llara_kit.training_lists import training_lists
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
-_SUBSET, _ORDER, _HYBRID, _PHRASING = 101, 102, 103, 104
+_SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST = 101, 102, 103, 104, 105
 # Train samples of the default CPU run: ~9 minutes at ~0.47 samples/s (2 AVX2 cores, fp32;
 # examples/benchmarks/quality.py chose the objective and form at this budget).
 CPU_SUBSET = 256
@@ -125,10 +126,16 @@ class Trainer:
             # weights of some shape, for benchmarks) stands in for cfg.llm
             self.backbone = backbone or load_backbone(cfg.llm)
             self.encoder = choose_encoder(cfg, self.data, self.run_dir, self.show_progress)
+            encoder = load_encoder(self.encoder.folder)
+            self.lists = training_lists(cfg, self.data, encoder, self.show_progress)
         self.console.print(describe(self.encoder), soft_wrap=True, markup=False)
+        if self.lists.mined is not None:
+            self.console.print(
+                f"training lists: {cfg.negatives}; the target is in {self.lists.recall():.1%} "
+                f"of the train samples' shortlists ({cfg.cross_fit or 'no'} cross-fitting "
+                "folds)", soft_wrap=True, markup=False)
         if self.bf16 and self.device.type == "cuda":
             self.backbone.model.to(torch.bfloat16)  # frozen weights; LoRA and heads stay fp32
-        encoder = load_encoder(self.encoder.folder)
         self.model = new_model(cfg, self.backbone, encoder).to(self.device)
         if cfg.compile:
             for layer in self.model.llm.get_decoder().layers:
@@ -156,10 +163,10 @@ class Trainer:
         return n if wanted == 0 else min(wanted, n)
 
     def _make_plan(self) -> Plan:
-        n = len(self.data.splits["train"])
-        size = self.subset_size()
-        samples = np.arange(n) if size == n else np.sort(
-            _rng(self.cfg, _SUBSET).choice(n, size=size, replace=False))
+        pool = self.lists.pool()
+        size = min(self.subset_size(), len(pool))
+        samples = pool if size == len(pool) else np.sort(
+            _rng(self.cfg, _SUBSET).choice(pool, size=size, replace=False))
         if size < self.world:
             raise LlaraKitError(f"{size} train samples cannot feed {self.world} processes; "
                                 "train on more samples or launch fewer processes.")
@@ -192,24 +199,36 @@ class Trainer:
         epoch, j = divmod(g, self.plan.micro_per_epoch)
         return self._epoch(epoch)[0][j]
 
-    def micro_batch(self, g: int, p_hybrid: float) -> Batch:
-        """This rank's slice of micro-batch ``g``, hybrid samples drawn with ``p_hybrid`` (the
-        draws are made for the whole micro-batch, so they do not depend on the rank count)."""
+    def micro_batch(self, g: int, p_hybrid: float, p_shortlist: float = 0.0) -> Batch:
+        """This rank's slice of micro-batch ``g``: hybrid samples drawn with ``p_hybrid``,
+        shortlists with ``p_shortlist`` (the draws are made for the whole micro-batch, so they
+        do not depend on the rank count), with each candidate's encoder score."""
         idx = self.global_micro_batch(g)
-        cands = self._epoch(g // self.plan.micro_per_epoch)[1]
         train = self.data.splits["train"]
+        targets = train.targets[idx]
+        cands, short = self.candidate_lists(g, p_shortlist)
         hybrid = _rng(self.cfg, _HYBRID, g).random(len(idx)) < p_hybrid
         phrasing = _rng(self.cfg, _PHRASING, g).integers(0, 1 << 16, size=len(idx))
-        idx, hybrid, phrasing = (shard(a, self.rank, self.world) for a in (idx, hybrid, phrasing))
+        idx, targets, cands, hybrid, phrasing = (
+            shard(a, self.rank, self.world) for a in (idx, targets, cands, hybrid, phrasing))
         prompts = [
-            self.template.render(self.data.titles, train.history_of(i), cands[i].tolist(),
+            self.template.render(self.data.titles, train.history_of(i), c.tolist(),
                                  bool(h), int(ph))
-            for i, h, ph in zip(idx, hybrid, phrasing, strict=True)
+            for i, c, h, ph in zip(idx, cands, hybrid, phrasing, strict=True)
         ]
-        targets = train.targets[idx]
         answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
-        target_pos = np.argmax(cands[idx] == targets[:, None], axis=1).tolist()
-        return collate(self.backbone, prompts, answers, target_pos)
+        target_pos = np.argmax(cands == targets[:, None], axis=1).tolist()
+        return collate(self.backbone, prompts, answers, target_pos,
+                       base_scores=self.lists.base_scores(self.data, idx, cands))
+
+    def candidate_lists(self, g: int, p_shortlist: float) -> tuple[np.ndarray, np.ndarray]:
+        """Micro-batch ``g``'s (B, C) candidate lists and (B,) which are shortlists."""
+        idx = self.global_micro_batch(g)
+        random_lists = self._epoch(g // self.plan.micro_per_epoch)[1][idx]
+        wanted = _rng(self.cfg, _SHORTLIST, g).random(len(idx)) < p_shortlist
+        return self.lists.candidates(idx, random_lists, wanted,
+                                     self.data.splits["train"].targets[idx],
+                                     _rng(self.cfg, _SHORTLIST, g, 1))
 
     # --- checkpoints ----------------------------------------------------------------------
     @property
@@ -304,14 +323,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["scale"]
         p = self.schedule(step / self.plan.total_steps)
+        p_short = self.lists.shortlist_share(step / self.plan.total_steps)
         first = step * cfg.grad_accum
         micro = range(first, min(first + cfg.grad_accum, total_micro))
         started = time.perf_counter()
-        stats = torch.zeros(4, dtype=torch.float64)  # loss x share, tokens, samples, hybrid
+        stats = torch.zeros(5, dtype=torch.float64)  # loss x share, tokens, samples, hybrid,
+        # shortlists
         for k, g in enumerate(micro):
             # dropout: reproducible on resume, rank 0 as in a one-process run
             torch.manual_seed(cfg.seed * 1_000_003 + g + self.rank * (1 << 40))
-            batch = self.micro_batch(g, p).to(self.device)
+            batch = self.micro_batch(g, p, p_short).to(self.device)
+            shortlists = shard(self.candidate_lists(g, p_short)[1], self.rank, self.world).sum()
             share = len(batch.hybrid) / len(self.global_micro_batch(g))  # this rank's share
             last = k == len(micro) - 1  # ranks exchange gradients once per optimizer step
             with nullcontext() if last else self.accelerator.no_sync(self.engine):
@@ -320,8 +342,8 @@ class Trainer:
                 # the engine averages over ranks: weighted so that gives the global mean
                 self.accelerator.backward(loss * (share * self.world / len(micro)))
             stats += torch.tensor([loss.item() * share, batch.n_tokens, len(batch.hybrid),
-                                   int(batch.hybrid.sum())], dtype=torch.float64)
-        loss_sum, tokens, samples, hybrid = (
+                                   int(batch.hybrid.sum()), shortlists], dtype=torch.float64)
+        loss_sum, tokens, samples, hybrid, shortlists = (
             self.accelerator.reduce(stats.to(self.device), "sum").tolist())
         tokens, samples, hybrid = int(tokens), int(samples), int(hybrid)
         if cfg.max_grad_norm > 0:
@@ -332,10 +354,27 @@ class Trainer:
         return {
             "step": step, "epoch": first // self.plan.micro_per_epoch,
             "loss": round(loss_sum / len(micro), 5), "lr": lr, "p_hybrid": round(p, 5),
-            "hybrid_share": round(hybrid / samples, 5), "samples": samples, "tokens": tokens,
+            "hybrid_share": round(hybrid / samples, 5), "p_shortlist": round(p_short, 5),
+            "shortlist_share": round(shortlists / samples, 5), "samples": samples,
+            "tokens": tokens,
             "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
             "samples_per_s": round(samples / seconds, 3),
         }
+
+    def _leakage(self) -> dict[str, Any]:
+        """How sharp the encoder that scores the training lists is on them: its HR@1 on the
+        planned samples' first random lists and, with shortlists, the share of them whose
+        target the shortlist holds. Compare with the test split's (``evaluate``): they should
+        match when nothing leaks."""
+        idx = self.plan.samples
+        cands = self._epoch(0)[1][idx]
+        scores = self.lists.base_scores(self.data, idx, cands)  # (n, C)
+        targets = self.data.splits["train"].targets[idx]
+        hits = cands[np.arange(len(idx)), scores.argmax(1)] == targets
+        out = {"train_lists_scorer_HR@1": round(float(hits.mean()), 4)}
+        if self.lists.mined is not None:
+            out["train_shortlist_recall"] = round(self.lists.recall(), 4)  # every train sample
+        return out
 
     def _finish(self, log: list[dict[str, Any]]) -> dict[str, Any]:
         seconds = sum(e["seconds"] for e in log)
@@ -346,7 +385,7 @@ class Trainer:
             "train_seconds": round(seconds, 1),
             "tokens_per_s": round(sum(e["tokens"] for e in log) / seconds, 1) if log else None,
             "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
-            "processes": self.world,
+            "processes": self.world, **self._leakage(),
         }
         state = self._gathered()
         if self.is_main:

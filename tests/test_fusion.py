@@ -24,12 +24,24 @@ def test_standardise_rows():
 
 def test_lambda_follows_the_informative_score():
     target, good, noise = _case()
-    lam, table = choose_lambda(noise, good, target)  # encoder informative, LLM noise
+    items = np.tile(np.arange(good.shape[1]), (len(target), 1))  # candidate j is item j
+    lam, table = choose_lambda(noise, good, items, target)  # encoder informative, LLM noise
     assert lam >= 4 and table["inf"] > table["0"] + 0.3
-    lam, table = choose_lambda(good, noise, target)  # the reverse
+    lam, table = choose_lambda(good, noise, items, target)  # the reverse
     assert lam <= 0.25 and table["0"] > table["inf"] + 0.3
     assert np.allclose(fuse(good, noise, 0.0), standardise(good))
     assert np.allclose(fuse(good, noise, math.inf), standardise(noise))
+
+
+def test_ties_go_to_the_encoder_when_asked():
+    """A second stage that only matches its encoder on valid is not used (recommend)."""
+    target, good, _ = _case()
+    items = np.tile(np.arange(good.shape[1]), (len(target), 1))
+    assert choose_lambda(good, good, items, target)[0] == 0.0
+    assert math.isinf(choose_lambda(good, good, items, target, ties_to_encoder=True)[0])
+    missing = np.full(len(target), 99)  # targets outside every list: every lambda scores 0
+    lam, table = choose_lambda(good, good, items, missing, ("NDCG@10",), ties_to_encoder=True)
+    assert math.isinf(lam) and set(table.values()) == {0.0}
 
 
 def test_paired_difference_and_mcnemar():

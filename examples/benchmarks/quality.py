@@ -56,6 +56,17 @@ SEEDS = (0, 1, 2)
 VARIANTS = {"newlr2.4e-3": {"new_lr": 2.4e-3}, "newlr8e-3": {"new_lr": 8e-3},
             "lr2.4e-3-newlr8e-3": {"lr": 2.4e-3, "new_lr": 8e-3},
             "score": {"user_signal": "score"}}
+# Second-stage variants of the score default (issue 22): the residual objective (the
+# encoder's score as the base), training lists (random / shortlist / mixed) and
+# cross-fitted encoders that shortlist and score the training samples without leakage.
+RESIDUAL = {"objective_options": {"residual": True}}
+VARIANTS |= {name: {"user_signal": "score"} | settings for name, settings in {
+    "residual": RESIDUAL,
+    "residual-cf3": RESIDUAL | {"cross_fit": 3},
+    "residual-mixed-cf3": RESIDUAL | {"cross_fit": 3, "negatives": "mixed"},
+    "residual-shortlist-cf3": RESIDUAL | {"cross_fit": 3, "negatives": "shortlist"},
+    "mixed-cf3": {"cross_fit": 3, "negatives": "mixed"},
+}.items()}
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
 TITLE_VALID_USERS = 100  # title-likelihood scoring costs ~20 forwards per user
 ZERO_SHOT_USERS = 100
@@ -97,6 +108,7 @@ def grid() -> dict[str, dict]:
 def run_point(name: str, settings: dict, out: Path) -> None:
     folder = out / name
     if (folder / "valid.json").is_file():
+        score_retrieved(folder)
         return
     if folder.exists():  # an interrupted point starts again
         subprocess.run(["rm", "-rf", str(folder)], check=True)
@@ -115,6 +127,23 @@ def run_point(name: str, settings: dict, out: Path) -> None:
         "threads": torch.get_num_threads()})
     print(f"{name}: valid HR@1 {metrics['HR@1']['value']:.3f} "
           f"(train {summary['train_seconds']:.0f} s)", flush=True)
+    score_retrieved(folder, run)
+
+
+def score_retrieved(folder: Path, run=None) -> None:
+    """The point's LLM re-ranking SASRec's top 20 over the whole catalogue, on the same valid
+    users (added to valid.json)."""
+    record = json.loads((folder / "valid.json").read_text())
+    if "valid_retrieved" in record or record["settings"]["objective"] != "head":
+        return
+    started = time.perf_counter()
+    metrics = evaluate(run or load_run(folder), "valid", batch_size=8, limit=VALID_USERS,
+                       candidates="retrieved", show_progress=False)
+    write_json(folder / "valid.json", record | {
+        "valid_retrieved": metrics,
+        "eval_retrieved_seconds": round(time.perf_counter() - started, 1)})
+    print(f"{folder.name}: valid re-ranking NDCG@10 {metrics['NDCG@10']['value']:.4f}, "
+          f"HR@1 {metrics['HR@1']['value']:.4f}", flush=True)
 
 
 def other_settings(settings: dict) -> str:

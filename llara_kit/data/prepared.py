@@ -102,6 +102,13 @@ class PreparedData:
         return np.concatenate([protocol.training_part(self.sequences[u], self.settings)
                                for u in users])
 
+    def seen_before(self, split: str) -> list[np.ndarray]:
+        """Per sample of ``split``: every item its user interacted with before the target
+        (the whole sequence so far, not only the history window)."""
+        rows = protocol.sample_rows(np.unique(self.splits[split].users), self.sequences,
+                                    self.settings, split)
+        return [self.sequences[u][:t] for u, t in rows]
+
     def train_candidates(self, epoch: int) -> np.ndarray:
         """(n_train, C) candidates for one epoch, drawn from a generator seeded by (seed, epoch)."""
         train = self.splits["train"]

@@ -83,11 +83,17 @@ def training_part(sequence: np.ndarray, settings: DataSettings) -> np.ndarray:
     return sequence[: len(sequence) - HELD_OUT[settings.protocol]]
 
 
+def sample_rows(users: np.ndarray, sequences: list[np.ndarray], settings: DataSettings,
+                split: str) -> list[tuple[int, int]]:
+    """(user, target position) of every sample of ``split``, in the samples' order."""
+    return [(int(u), t) for u in users
+            for t in target_positions(len(sequences[u]), split, settings)]
+
+
 def make_samples(users: np.ndarray, sequences: list[np.ndarray], settings: DataSettings,
                  split: str) -> dict[str, np.ndarray]:
     """Samples as arrays: history (n, H) left-aligned with 0 padding, lengths, targets, users."""
-    rows = [(int(u), t) for u in users
-            for t in target_positions(len(sequences[u]), split, settings)]
+    rows = sample_rows(users, sequences, settings, split)
     history = np.zeros((len(rows), settings.history), dtype=np.int64)
     lengths = np.zeros(len(rows), dtype=np.int64)
     targets = np.zeros(len(rows), dtype=np.int64)
