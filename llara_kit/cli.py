@@ -396,7 +396,8 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
         fused = evaluate_fusion(loaded, method)
         columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
     if as_json:
-        layout_info = {k: details[k] for k in ("by_position", "position_bias", "spread")}
+        layout_info = {k: details[k] for k in ("by_position", "position_bias", "spread")
+                       if several}
         click.echo(json.dumps(columns | ({"layouts": layout_info} if several else {}), indent=2))
         return
     n = limit or len(loaded.data.splits[split])
