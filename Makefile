@@ -27,7 +27,9 @@ RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 demo: $(STAMP)
 	$(BIN)/llara-kit train --encoder sasrec --projector mlp --schedule linear --out $(RUN)
 	$(BIN)/llara-kit evaluate $(RUN)
+	$(BIN)/llara-kit evaluate $(RUN) --candidates retrieved
 	$(BIN)/llara-kit compare $(RUN) --against sasrec
+	$(BIN)/llara-kit compare $(RUN) --against sasrec --candidates retrieved
 	$(BIN)/llara-kit report $(RUN)
 
 test: $(STAMP)

@@ -13,8 +13,8 @@ from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.layouts import layout_summary, layouts
 from llara_kit.fusion import fused_method
+from llara_kit.layouts import layout_summary, layouts
 from llara_kit.metrics import (
     format_interval,
     mean_with_interval,

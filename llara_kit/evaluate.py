@@ -25,8 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llara_kit.config import CANDIDATE_SOURCES, MODES
 from llara_kit.data.protocol import SPLITS
-from llara_kit.encoders import Encoder
 from llara_kit.distributed import gather_rows, main_writes, process_share, shard
+from llara_kit.encoders import Encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from llara_kit.compare import PAIRED, Row, add_paired, compare_runs, table_json
+from llara_kit.compare import PAIRED, Row, add_paired, compare_runs, shortlist_size, table_json
 from llara_kit.errors import LlaraKitError
 from llara_kit.metrics import format_interval
 from llara_kit.run_folder import (
@@ -164,28 +164,39 @@ def _table(header: list[str], body: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def _comparison_section(runs: list[Path], split: str, mode: str) -> tuple[str, dict]:
-    """The comparison figure and table (with paired differences to the first run's encoder
-    alone), or a note saying what to run first."""
+def _comparison_section(runs: list[Path], split: str, mode: str,
+                        candidates: str = "stored") -> tuple[str, dict]:
+    """The comparison (with paired differences to the first run's encoder alone): on the
+    stored candidates a figure and a table, over the whole catalogue a table; or a note
+    saying what to run first."""
     try:
-        data, rows = compare_runs(runs, split, mode)
+        data, rows = compare_runs(runs, split, mode, candidates)
     except LlaraKitError as exc:
         return f'<p class="note">No comparison: {html.escape(str(exc))}</p>', {}
     encoder = read_config(runs[0]).encoder
     paired = add_paired(rows, f"{encoder} alone")
     table = table_json(rows, paired)
-    columns = ["HR@1", "HR@5", "NDCG@10", f"ΔHR@1 vs {encoder}", "p"]
+    retrieved = candidates == "retrieved"
+    key = "NDCG@10" if retrieved else "HR@1"  # the metric the paired column shows
+    shown = (["HR@1", "NDCG@10", "Recall@10", *(k for k in next(iter(table.values()))
+                                                 if k.startswith("Recall@") and k != "Recall@10")]
+             if retrieved else ["HR@1", "HR@5", "NDCG@10"])
+    columns = [*shown, f"Δ{key} vs {encoder}", "p"]
     body = []
     for name, m in table.items():
-        delta = m.get("ΔHR@1")
-        body.append([name, *(format_interval(m[k]) if k in m else "-" for k in columns[:3]),
+        delta = m.get(f"Δ{key}")
+        body.append([name, *(format_interval(m[k]) if k in m else "-" for k in shown),
                      f"{delta['value']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}]"
                      if delta else "-", f"{delta['p']:.2g}" if delta else "-"])
-    caption = (f"<p>{split} split, {mode} mode, {len(data.splits[split])} users, "
-               f"{data.settings.candidates} candidates, {data.settings.draws} draw(s); "
+    where = ("the whole catalogue: each run re-ranks its encoder's top "
+             f"{shortlist_size(runs[0], split, mode)} unseen items, the baselines rank every "
+             "unseen item, a target outside the shortlist is a miss" if retrieved
+             else f"{data.settings.candidates} candidates, {data.settings.draws} draw(s)")
+    caption = (f"<p>{split} split, {mode} mode, {len(data.splits[split])} users, {where}; "
                "95% bootstrap intervals; Δ: paired difference on the same users with its "
                "paired test's p-value.</p>")
-    return caption + comparison_figure(rows) + _table(["method", *columns], body), table
+    figure = "" if retrieved else comparison_figure(rows)
+    return caption + figure + _table(["method", *columns], body), table
 
 
 def _run_section(run: Path, split: str, mode: str) -> str:
@@ -235,6 +246,8 @@ def write_report(runs: list[Path], out: Path, split: str = "test", mode: str = "
         "</p>",
         "<h2>Training</h2>", training_figure(runs), curriculum_figure(runs),
         "<h2>Comparison</h2>", comparison_html,
+        "<h2>Over the whole catalogue</h2>",
+        _comparison_section(runs, split, mode, "retrieved")[0],
         "<h2>Runs: candidate position, config and data</h2>",
         *(_run_section(run, split, mode) for run in runs),
     ]

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, cycle_data, train_tiny
+from helpers import cycle_data, train_tiny
+from safetensors.torch import load_file
 
 from llara_kit.buckets import bucket_differences, sample_buckets
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import evaluate, split_prompts
+from llara_kit.evaluate import split_prompts
 from llara_kit.metrics import per_sample
 from llara_kit.pretrain import build_encoder
 from llara_kit.recommend import Recommender
@@ -120,7 +122,6 @@ def test_training_lists_come_from_the_out_of_fold_encoder(second_dir):
 
 def test_missing_targets_can_be_injected(second_dir):
     cfg = load_run(second_dir).config
-    from dataclasses import replace
     trainer = Trainer(replace(cfg, missing_target="inject"), second_dir.parent / "probe2",
                       show_progress=False)
     lists, train = trainer.lists, trainer.data.splits["train"]
@@ -160,7 +161,6 @@ def test_residual_weights_train_save_and_reload(second_dir):
     run = load_run(second_dir)
     objective = run.model.objective
     assert objective.head.weight.abs().sum() > 0  # the correction learned something
-    from safetensors.torch import load_file
     saved = load_file(second_dir / "objective.safetensors")
     assert set(saved) == {"head.weight", "head.bias", "alpha"}
     assert torch.equal(saved["alpha"], objective.alpha.detach())

@@ -289,12 +289,15 @@ def test_resume_refuses_changed_settings(assets, tmp_path):
 
 
 def test_cli_train_with_real_smollm2(assets, tmp_path):
-    """End to end: the real SmolLM2-135M, a handful of samples, through the CLI; then reload."""
+    """End to end: the real SmolLM2-135M, a handful of samples, through the CLI, as a
+    residual second stage trained on mixed lists of cross-fitted encoders; then reload,
+    evaluate on the stored candidates and over the whole catalogue, compare, report."""
     out = tmp_path / "run"
     args = ["train", "--encoder", "gru4rec", "--projector", "mlp", "--schedule", "linear",
             "--dataset", "csv", "--data-dir", assets["data_dir"], "--history", "5",
             "--candidates", "10", "--split", "0.6,0.2,0.2", "--template", "item",
             "--max-train-samples", "4", "--batch-size", "2", "--grad-accum", "1",
+            "--objective-option", "residual=true", "--negatives", "mixed", "--cross-fit", "2",
             "--out", str(out)]
     result = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
@@ -304,15 +307,23 @@ def test_cli_train_with_real_smollm2(assets, tmp_path):
     log = read_jsonl(out / "train_log.jsonl")
     assert len(log) == 2 and all(0 < e["loss"] < 20 for e in log)
     assert loaded.config.objective == "head" and loaded.config.user_conditioned  # defaults
+    assert loaded.model.objective.residual and loaded.config.cross_fit == 2
     result = CliRunner().invoke(cli, ["evaluate", str(out), "--json"])
     assert result.exit_code == 0, result.output
     assert any(k.startswith("fused (λ=") for k in json.loads(result.stdout))
-    result = CliRunner().invoke(cli, ["compare", str(out), "--against", "gru4rec", "--json"])
-    rows = json.loads(result.stdout)
-    assert all("ΔHR@1" in row for row in rows.values())  # every row on the same users
+    result = CliRunner().invoke(cli, ["evaluate", str(out), "--candidates", "retrieved",
+                                      "--shortlist", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    assert 0 <= json.loads(result.stdout)["score-retrieved"]["NDCG@10"]["value"] <= 1
+    for candidates in ("stored", "retrieved"):
+        result = CliRunner().invoke(cli, ["compare", str(out), "--against", "gru4rec",
+                                          "--candidates", candidates, "--json"])
+        rows = json.loads(result.stdout)
+        assert all("ΔHR@1" in row for row in rows.values())  # every row on the same users
     result = CliRunner().invoke(cli, ["report", str(out)])
     assert result.exit_code == 0, result.output
-    assert (out / "report.html").read_text().count("data:image/png;base64,") == 4
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "re-ranks its encoder's top 10" in page
 
 
 def test_cli_train_bad_option_is_one_line(tmp_path):
