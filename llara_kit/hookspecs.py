@@ -92,8 +92,9 @@ def register_objectives(register: Register) -> None:
     ``factory(hidden_size, **options)`` returns an ``Objective`` (``llara_kit.objectives``):
     an ``nn.Module`` whose parameters train with the LoRA and are saved in the run folder,
     with ``answer(target) -> str | None`` (the text trained after the prompt),
-    ``loss(model, batch) -> scalar`` and ``score(model, backbone, prompts, candidates) ->
-    (B, C)``.
+    ``loss(model, batch) -> scalar`` and ``score(model, backbone, prompts, candidates,
+    base_scores=None) -> (B, C)`` (``base_scores``: the encoder's (B, C) scores of the
+    candidates, to pass on to ``collate``).
     """
 
 
