@@ -34,7 +34,13 @@ from llara_kit.fusion import evaluate_fusion
 from llara_kit.metrics import paired_difference, summarise
 from llara_kit.ranking import all_item_scores, candidate_ranks, popularity_scorer
 from llara_kit.run import load_prepared, load_run, zero_shot_view
-from llara_kit.run_folder import load_metrics, read_config, read_log, read_predictions
+from llara_kit.run_folder import (
+    load_metrics,
+    read_config,
+    read_log,
+    read_predictions,
+    read_summary,
+)
 from llara_kit.shortlists import shortlists
 from llara_kit.storage import write_json
 from llara_kit.train import train
@@ -186,7 +192,7 @@ def report(out: Path, with_test: bool = True) -> str:
                      f"| {cell(rr, 'NDCG@10') if rr else '-'} "
                      f"| {rr['HR@1']['value']:.3f} | " if rr else "| - | ")
         lines[-1] += f"{r['train_seconds']:.0f} |"
-    lines += ["", baselines_on_valid(out / next(iter(res))),
+    lines += ["", baselines_on_valid(out / next(iter(res))), "", *leakage_table(out, res),
               "", "## Learning curves (valid HR@1 against training samples, seed 0)", "",
               "| form | " + " | ".join(map(str, BUDGETS + LONG_BUDGETS)) + " |",
               "|---" * (len(BUDGETS + LONG_BUDGETS) + 1) + "|"]
@@ -246,6 +252,29 @@ def report(out: Path, with_test: bool = True) -> str:
             others += longer[-1:]
         lines += test_table(out, chosen, list(dict.fromkeys(o for o in others if o != chosen)))
     return "\n".join(lines) + "\n"
+
+
+def leakage_table(out: Path, res: dict[str, dict]) -> list[str]:
+    """How sharp the encoder that scores each point's training lists is there (from the run's
+    summary) against the run's encoder on the valid users: equal when nothing leaks."""
+    rows = []
+    for name, r in res.items():
+        summary = read_summary(out / name)
+        if "train_lists_scorer_HR@1" not in summary:
+            continue
+        valid = r.get("valid_retrieved", {}).get("retrieved", {}).get("value")
+        recall = summary.get("train_shortlist_recall")
+        rows.append(f"| {name} | {r['settings'].get('cross_fit', 0)} "
+                    f"| {summary['train_lists_scorer_HR@1']:.3f} "
+                    f"| {'-' if recall is None else f'{recall:.3f}'} "
+                    f"| {'-' if valid is None else f'{valid:.3f}'} |")
+    if not rows:
+        return []
+    return ["Leakage: the training lists' scorer (the run's encoder, or with cross-fitting the "
+            "out-of-fold ones) on the training samples, against the run's encoder on valid "
+            "(SASRec alone's valid HR@1 and Recall@20 are above):", "",
+            "| point | cross-fit folds | train: scorer HR@1 (random lists) | train: shortlist "
+            "Recall@20 | valid: Recall@20 |", "|---|---|---|---|---|", *rows, ""]
 
 
 def best_second_stage(res: dict[str, dict]) -> str | None:
