@@ -327,8 +327,8 @@ class Trainer:
         first = step * cfg.grad_accum
         micro = range(first, min(first + cfg.grad_accum, total_micro))
         started = time.perf_counter()
-        stats = torch.zeros(5, dtype=torch.float64)  # loss x share, tokens, samples, hybrid,
-        # shortlists
+        # loss x share, tokens, samples, hybrid samples, shortlists
+        stats = torch.zeros(5, dtype=torch.float64)
         for k, g in enumerate(micro):
             # dropout: reproducible on resume, rank 0 as in a one-process run
             torch.manual_seed(cfg.seed * 1_000_003 + g + self.rank * (1 << 40))
@@ -363,9 +363,9 @@ class Trainer:
 
     def _leakage(self) -> dict[str, Any]:
         """How sharp the encoder that scores the training lists is on them: its HR@1 on the
-        planned samples' first random lists and, with shortlists, the share of them whose
-        target the shortlist holds. Compare with the test split's (``evaluate``): they should
-        match when nothing leaks."""
+        planned samples' first random lists and, with shortlists, the share of all train
+        samples whose target their shortlist holds. Compare with the test split's (``pretrain``,
+        ``evaluate --candidates retrieved``): they match when nothing leaks."""
         idx = self.plan.samples
         cands = self._epoch(0)[1][idx]
         scores = self.lists.base_scores(self.data, idx, cands)  # (n, C)

@@ -17,6 +17,7 @@ the run's encoder's item embeddings (the projector must read one embedding space
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,7 @@ class TrainingLists:
     mined: Shortlists | None  # (n_train, C) shortlists, best first (None: random lists only)
     negatives: str
     missing_target: str
-    schedule: object | None  # mixed: share of shortlists at progress in [0, 1]
+    schedule: Callable[[float], float] | None  # mixed: shortlist share at progress in [0, 1]
 
     def shortlist_share(self, progress: float) -> float:
         if self.negatives == "random":
