@@ -405,6 +405,11 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
     if several:
         title += f", mean over {details['orders']} order(s) x {details['draws']} draw(s)"
     Console().print(metrics_table(title, columns))
+    if "versus_encoder" in details:
+        v = details["versus_encoder"]
+        Console().print(f"top-1 differs from the encoder's for {v['top1_differs']:.1%} of the "
+                        f"users; there the run is right {v['llm_right']} times, the encoder "
+                        f"{v['encoder_right']} times", soft_wrap=True)
     if several:
         show_layouts(details)
     if fusing:

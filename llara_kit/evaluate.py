@@ -105,6 +105,21 @@ def _cpu_encoder(run: LoadedRun) -> Encoder:
     return copy.deepcopy(run.model.encoder).cpu()
 
 
+def versus_encoder(run: LoadedRun, split: str, candidates: np.ndarray, scores: np.ndarray
+                   ) -> dict[str, Any]:
+    """Does the run do more than copy its encoder's order? The share of samples whose top-1
+    differs from the encoder's, and among them how often each is right. candidates,
+    scores: (n, C)."""
+    encoder = candidate_scores(_cpu_encoder(run), run.data, split, candidates)  # (n, C)
+    rows = np.arange(len(candidates))
+    ours, theirs = candidates[rows, scores.argmax(1)], candidates[rows, encoder.argmax(1)]
+    targets = run.data.splits[split].targets[: len(candidates)]
+    differs = ours != theirs
+    return {"top1_differs": round(float(differs.mean()), 4),
+            "llm_right": int((ours[differs] == targets[differs]).sum()),
+            "encoder_right": int((theirs[differs] == targets[differs]).sum())}
+
+
 def _layout_label(split: str, layout: Layout, views: list[Layout]) -> str:
     parts = []
     if any(v.order for v in views):
@@ -159,7 +174,8 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
         metrics = summary["metrics"]
         metrics["ValidRatio"] = {"value": 1.0, "low": 1.0, "high": 1.0}
         info |= {"orders": permutations, "draws": run.data.settings.draws,
-                 **{k: summary[k] for k in ("by_position", "position_bias", "spread")}}
+                 **{k: summary[k] for k in ("by_position", "position_bias", "spread")},
+                 "versus_encoder": versus_encoder(run, split, stored, scores[0])}
         ranks = summary["ranks"]  # (L, n); layout 0 is the stored order of the first draw
         for i in range(n):
             order = np.argsort(-scores[0, i], kind="stable")
@@ -235,7 +251,7 @@ def evaluate_retrieved(run: LoadedRun, split: str, mode: str, *, batch_size: int
     among = summarise(ranks[inside], ("HR@1", "NDCG@10")) if inside.any() else {}
     metrics |= {f"{name} | retrieved": value for name, value in among.items()}
     info = {"mode": mode, "hybrid": hybrid, "samples": n, "candidates": "retrieved",
-            "shortlist": size}
+            "shortlist": size, "versus_encoder": versus_encoder(run, split, lists, scores)}
     rows = [{"ranking": lists[i][np.argsort(-scores[i], kind="stable")].tolist(),
              "hit": bool(ranks[i] == 0), "scores": [round(float(x), 5) for x in scores[i]],
              "encoder_rank": float(found.target_rank[i])} for i in range(n)]

@@ -24,7 +24,7 @@ from llara_kit.metrics import per_sample
 from llara_kit.pretrain import build_encoder
 from llara_kit.recommend import Recommender
 from llara_kit.run import load_run
-from llara_kit.run_folder import load_metrics, read_summary
+from llara_kit.run_folder import load_metrics, read_predictions, read_summary
 from llara_kit.shortlists import MISSED, list_ranks, shortlists
 from llara_kit.train import Trainer
 from llara_kit.training_lists import user_folds
@@ -176,6 +176,14 @@ def test_whole_catalogue_evaluation_and_comparison(second_dir):
     assert run_metrics["Recall@5"]["value"] == run_metrics["retrieved"]["value"]
     stored = load_metrics(second_dir)
     assert "fused-retrieved" in stored["test"] and "score-retrieved" in stored["valid"]
+    versus = stored["test"]["score-retrieved"]["versus_encoder"]
+    preds = read_predictions(second_dir, "test", "score-retrieved")
+    run = load_run(second_dir)
+    best = shortlists(run.model.encoder, run.data, "test", 5).items[:, 0]  # encoder's top-1
+    differs = np.array([p["ranking"][0] for p in preds]) != best
+    assert versus["top1_differs"] == pytest.approx(differs.mean(), abs=1e-4)
+    targets = np.array([p["target"] for p in preds])
+    assert versus["encoder_right"] == int((best[differs] == targets[differs]).sum())
     result = CliRunner().invoke(cli, ["compare", str(second_dir), "--candidates", "retrieved",
                                       "--against", "sasrec", "--json"])
     assert result.exit_code == 0, result.output
