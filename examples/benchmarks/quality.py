@@ -83,6 +83,7 @@ VARIANTS |= {name: {"user_signal": "score"} | settings for name, settings in {
     # 1/30 of the encoder's spread): the parts built from scratch at 10x
     "residual-shortlist-cf3-newlr8e-3": RESIDUAL | {"cross_fit": 3, "negatives": "shortlist",
                                                     "new_lr": 8e-3},
+    "residual-shortlist-newlr8e-3": RESIDUAL | {"negatives": "shortlist", "new_lr": 8e-3},
 }.items()}
 DEFAULT_POINT = "head-user-cond-256-score"  # the default command's setup (docs/results.md)
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
