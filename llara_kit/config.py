@@ -143,7 +143,7 @@ class TrainConfig:
         for name, allowed in (("negatives", NEGATIVES), ("missing_target", ("skip", "inject"))):
             if getattr(self, name) not in allowed:
                 raise LlaraKitError(f"Setting {name}={getattr(self, name)!r}: use "
-                                    f"{' or '.join(allowed)}.")
+                                    f"{', '.join(allowed[:-1])} or {allowed[-1]}.")
         if self.cross_fit == 1 or self.cross_fit < 0:
             raise LlaraKitError(f"Setting cross_fit={self.cross_fit!r}: use 0 (off) or a fold "
                                 "count of at least 2.")

@@ -427,6 +427,8 @@ def check_components(cfg: TrainConfig) -> None:
     for kind in ("encoder", "projector", "template", "dataset", "objective"):
         get_component(kind, getattr(cfg, kind)).factory  # noqa: B018 - imports a lazy one
     build_component("schedule", cfg.schedule, **cfg.schedule_options)
+    if cfg.negatives == "mixed":
+        build_component("schedule", cfg.negatives_schedule)
 
 
 def check_resume(cfg: TrainConfig, run_dir: Path) -> None:

@@ -28,6 +28,7 @@ from sklearn.model_selection import KFold
 from llara_kit.config import PretrainSettings, TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder
+from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import build_component
 from llara_kit.pretrain import pretrain_encoder
 from llara_kit.shortlists import Shortlists, shortlists
@@ -39,6 +40,9 @@ def user_folds(data: PreparedData, folds: int, seed: int) -> np.ndarray:
     """(n_train,) the fold of each train sample's user: users cut into ``folds`` at random."""
     users = data.splits["train"].users
     unique = np.unique(users)
+    if folds > len(unique):
+        raise LlaraKitError(f"cross_fit={folds} folds need at least {folds} train users; "
+                            f"this data has {len(unique)}: lower cross_fit.")
     fold_of = np.zeros(unique.max() + 1, dtype=np.int64)
     for k, (_, held) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(unique)):
         fold_of[unique[held]] = k

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from llara_kit.buckets import bucket_differences, sample_buckets
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
-from llara_kit.errors import LlaraKitError
+from llara_kit.errors import LlaraKitError, UnknownComponentError
 from llara_kit.evaluate import split_prompts
 from llara_kit.metrics import per_sample
 from llara_kit.pretrain import build_encoder
@@ -26,7 +26,7 @@ from llara_kit.recommend import Recommender
 from llara_kit.run import load_run
 from llara_kit.run_folder import load_metrics, read_predictions, read_summary
 from llara_kit.shortlists import MISSED, list_ranks, shortlists
-from llara_kit.train import Trainer
+from llara_kit.train import Trainer, check_components
 from llara_kit.training_lists import user_folds
 
 
@@ -86,8 +86,12 @@ def test_cross_fitting_folds_cut_the_users(tmp_path):
         assert len(set(fold[users == u])) == 1
     with pytest.raises(LlaraKitError, match="cross_fit=1"):
         TrainConfig(cross_fit=1)
-    with pytest.raises(LlaraKitError, match="negatives='hard'"):
+    with pytest.raises(LlaraKitError, match="negatives='hard': use random, shortlist or mixed"):
         TrainConfig(negatives="hard")
+    with pytest.raises(LlaraKitError, match="cross_fit=1000 folds need at least 1000 train"):
+        user_folds(data, 1000, seed=0)
+    with pytest.raises(UnknownComponentError):  # before any slow work
+        check_components(TrainConfig(negatives="mixed", negatives_schedule="linaer"))
 
 
 def test_training_lists_come_from_the_out_of_fold_encoder(second_dir):
