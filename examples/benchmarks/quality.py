@@ -75,15 +75,11 @@ VARIANTS = {"newlr2.4e-3": {"new_lr": 2.4e-3}, "newlr8e-3": {"new_lr": 8e-3},
 RESIDUAL = {"objective_options": {"residual": True}}
 VARIANTS |= {name: {"user_signal": "score"} | settings for name, settings in {
     "residual": RESIDUAL,
-    "residual-cf3": RESIDUAL | {"cross_fit": 3},
     "residual-mixed-cf3": RESIDUAL | {"cross_fit": 3, "negatives": "mixed"},
-    "residual-shortlist-cf3": RESIDUAL | {"cross_fit": 3, "negatives": "shortlist"},
-    "mixed-cf3": {"cross_fit": 3, "negatives": "mixed"},
     # the residual head barely moves at lr 8e-4 in 32 steps (seed 0: |w| 0.06, corrections
-    # 1/30 of the encoder's spread): the parts built from scratch at 10x
+    # 1/30 of the encoder's spread): the parts built from scratch at 10x, on shortlists
     "residual-shortlist-cf3-newlr8e-3": RESIDUAL | {"cross_fit": 3, "negatives": "shortlist",
                                                     "new_lr": 8e-3},
-    "residual-shortlist-newlr8e-3": RESIDUAL | {"negatives": "shortlist", "new_lr": 8e-3},
 }.items()}
 DEFAULT_POINT = "head-user-cond-256-score"  # the default command's setup (docs/results.md)
 VALID_USERS = 300  # grid points are chosen on the first 300 valid users (ordered by user id)
