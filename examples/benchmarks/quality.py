@@ -181,7 +181,7 @@ def _hr(r: dict) -> str:
     return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
 
 
-def report(out: Path, with_test: bool = True) -> str:
+def report(out: Path, with_test: bool = True, zero_shot: bool = True) -> str:
     res = results(out)
     lines = [f"## Grid on valid (ML-100K loo, the first {VALID_USERS} valid users; "
              "SmolLM2-135M, LoRA r8, MLP projector, SASRec; lr 8e-4, batch 8, fp32; train s: "
@@ -260,7 +260,8 @@ def report(out: Path, with_test: bool = True) -> str:
             longer = [n for b in LONG_BUDGETS
                       if (n := setup.replace(f"-{BUDGETS[-1]}", f"-{b}", 1)) in res]
             others += longer[-1:]
-        lines += test_table(out, chosen, list(dict.fromkeys(o for o in others if o != chosen)))
+        lines += test_table(out, chosen, list(dict.fromkeys(o for o in others if o != chosen)),
+                            zero_shot)
     return "\n".join(lines) + "\n"
 
 
@@ -368,7 +369,8 @@ def baselines_on_valid(folder: Path) -> str:
             "ceiling).")
 
 
-def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
+def test_table(out: Path, chosen: str, others: list[str], zero_shot: bool = True
+               ) -> list[str]:
     """Score the chosen run and the others on test, once, each with its fusion; and zero-shot
     (the untuned LLM: the same for every run on these data), stored in the first run that has
     it, else computed in the chosen one."""
@@ -383,7 +385,7 @@ def test_table(out: Path, chosen: str, others: list[str]) -> list[str]:
             evaluate(run, "test", batch_size=8, show_progress=False)
         if "fused" not in stored:  # from the stored scores: no further LLM pass
             evaluate_fusion(run or load_run(folder))
-        if folder == zs_folder and "zero-shot-score" not in stored:
+        if zero_shot and folder == zs_folder and "zero-shot-score" not in stored:
             evaluate(zero_shot_view(run or load_run(folder)), "test", batch_size=8,
                      limit=ZERO_SHOT_USERS, method="zero-shot-score", hybrid=False,
                      show_progress=False)
@@ -460,6 +462,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--valid-only", action="store_true",
                         help="report: the grid on valid only (no test scoring).")
+    parser.add_argument("--no-zero-shot", action="store_true",
+                        help="report: leave zero-shot out unless a run already holds it.")
     parser.add_argument("--points", nargs="*",
                         help=f"Grid points to run (default: {', '.join(ORDER)}).")
     args = parser.parse_args()
@@ -471,7 +475,7 @@ def main() -> None:
                 sys.exit(f"Unknown grid point {name!r}; points: {', '.join(points)}.")
             run_point(name, points[name], args.out)
     else:
-        text = report(args.out, with_test=not args.valid_only)
+        text = report(args.out, with_test=not args.valid_only, zero_shot=not args.no_zero_shot)
         (args.out / "quality.md").write_text(text)
         print(text)
 
