@@ -336,8 +336,10 @@ def leakage_table(out: Path, res: dict[str, dict]) -> list[str]:
     if not rows:
         return []
     return ["Leakage: the training lists' scorer (the run's encoder, or with cross-fitting the "
-            "out-of-fold ones) on the training samples, against the run's encoder on valid "
-            "(SASRec alone's valid HR@1 and Recall@20 are above):", "",
+            "out-of-fold ones) on the samples each point trained on (with shortlists only, "
+            "those whose target the shortlist holds: easy ones for the encoder), against the "
+            "run's encoder on valid (SASRec alone's valid HR@1 is above; every train sample: "
+            "`examples/benchmarks/leakage.py`):", "",
             "| point | cross-fit folds | train: scorer HR@1 (random lists) | train: shortlist "
             "Recall@20 | valid: Recall@20 |", "|---|---|---|---|---|", *rows, ""]
 
