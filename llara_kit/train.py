@@ -367,11 +367,8 @@ class Trainer:
         samples whose target their shortlist holds. Compare with the test split's (``pretrain``,
         ``evaluate --candidates retrieved``): they match when nothing leaks."""
         idx = self.plan.samples
-        cands = self._epoch(0)[1][idx]
-        scores = self.lists.base_scores(self.data, idx, cands)  # (n, C)
-        targets = self.data.splits["train"].targets[idx]
-        hits = cands[np.arange(len(idx)), scores.argmax(1)] == targets
-        out = {"train_lists_scorer_HR@1": round(float(hits.mean()), 4)}
+        hit_rate = self.lists.hit_rate(self.data, idx, self._epoch(0)[1][idx])
+        out = {"train_lists_scorer_HR@1": round(hit_rate, 4)}
         if self.lists.mined is not None:
             out["train_shortlist_recall"] = round(self.lists.recall(), 4)  # every train sample
         return out

@@ -107,6 +107,13 @@ class TrainingLists:
             out[rows] = np.take_along_axis(full, candidates[rows], axis=1)
         return out
 
+    def hit_rate(self, data: PreparedData, idx: np.ndarray, candidates: np.ndarray) -> float:
+        """HR@1 of the samples' scorers on their lists ``candidates`` (n, C): how sharp the
+        encoder that scores training lists is there (compare with valid and test)."""
+        scores = self.base_scores(data, idx, candidates)  # (n, C)
+        picked = candidates[np.arange(len(idx)), scores.argmax(1)]
+        return float((picked == data.splits["train"].targets[idx]).mean())
+
     def recall(self) -> float | None:
         """Share of train samples whose target is in their shortlist (train-time Recall@C)."""
         return None if self.mined is None else float(self.mined.retrieved.mean())

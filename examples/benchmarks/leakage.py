@@ -55,9 +55,7 @@ def main() -> None:
         lists = training_lists(TrainConfig(protocol=args.protocol, seed=args.seed,
                                            cross_fit=folds, negatives="shortlist"),
                                data, encoder, show_progress=False)
-        scores = lists.base_scores(data, np.arange(len(train)), random_lists)  # (n, 20)
-        train_hr = (random_lists[np.arange(len(train)), scores.argmax(1)]
-                    == train.targets).mean()
+        train_hr = lists.hit_rate(data, np.arange(len(train)), random_lists)
         print(f"| {label} | {train_hr:.3f} | {lists.recall():.3f} | " + " | ".join(at_eval)
               + " |")
 
