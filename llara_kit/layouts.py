@@ -57,7 +57,7 @@ def layout_summary(scores: np.ndarray, target_pos: np.ndarray, draws: np.ndarray
     target's position and the share of top-1 picks at each position, pooled over layouts),
     ``position_bias`` and the HR@1 ``spread`` over orders and over draws.
     """
-    from scipy import stats  # scikit-learn's dependency
+    from scipy import stats
 
     L, _, C = scores.shape
     ranks = np.stack([target_ranks(scores[i], target_pos[i]) for i in range(L)])  # (L, n)

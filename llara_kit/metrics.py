@@ -66,7 +66,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, binary: bool, n_boot: int = 
     """Mean of ``a - b`` over the same samples, its 95% paired bootstrap interval and a paired
     test's p-value: McNemar's exact test for 0/1 values (``binary``), else Wilcoxon's
     signed-rank test. {"value", "low", "high", "p"}."""
-    from scipy import stats  # scikit-learn's dependency; imported only when comparing
+    from scipy import stats  # imported only when needed: it is slow to import
 
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     low, high = bootstrap_interval(diff, n_boot, seed)

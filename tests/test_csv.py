@@ -119,3 +119,16 @@ def test_named_columns_that_are_absent(tmp_path):
     with pytest.raises(DataError, match=r"delimiter '::' must be one character"):
         prepare_data("csv", {"data_dir": folder, "delimiter": "::"}, SETTINGS,
                      home=tmp_path / "home")
+
+
+def test_too_few_users_after_untitled_items_are_dropped_names_the_cause(tmp_path):
+    folder = export(tmp_path / "untitled")
+    rows = list(csv.reader(open(folder / "items.csv", encoding="utf-8")))
+    with open(folder / "items.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([rows[0]] + [[i, t if int(i) < 6 else ""] for i, t in rows[1:]])
+    with pytest.raises(DataError) as caught:
+        prepare_data("csv", {"data_dir": folder}, SETTINGS, home=tmp_path / "home")
+    message = str(caught.value)
+    dropped = int(message.split(" of ")[0].replace(",", ""))
+    assert message.startswith(f"{dropped} of 96 interactions were dropped because their item "
+                              "has no title") and dropped > 48, message

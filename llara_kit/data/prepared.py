@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from llara_kit.data import protocol
 from llara_kit.data.protocol import SPLITS
-from llara_kit.data.raw import RawData
+from llara_kit.data.raw import UNLISTED, UNTITLED, DataError, RawData
 from llara_kit.data.settings import DataSettings
 from llara_kit.plugins import build_component
 from llara_kit.storage import (
@@ -132,6 +134,22 @@ def _content_hash(arrays: dict[str, np.ndarray], items: list[dict], users: list[
     return digest.hexdigest()
 
 
+@contextmanager
+def _naming_untitled(raw: RawData) -> Iterator[None]:
+    """A protocol error on data that lost interactions to untitled items says so first: the
+    cause is then the items file, not the settings."""
+    try:
+        yield
+    except DataError as exc:
+        dropped = raw.skipped.get(UNTITLED, 0) + raw.skipped.get(UNLISTED, 0)
+        if not dropped:
+            raise
+        total, reason = dropped + len(raw.interactions), str(exc)
+        raise DataError(f"{dropped:,} of {total:,} interactions were dropped because their item "
+                        "has no title in the items file, and with the rest: "
+                        f"{reason[0].lower()}{reason[1:]}") from None
+
+
 def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[str], dict]:
     """Apply the protocol to raw data: (counts and skips, items, raw user ids, arrays)."""
     raw_items, item_id = protocol.index_items(raw)
@@ -140,11 +158,12 @@ def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[
         [u for u, s in enumerate(sequences) if len(s) >= protocol.min_length(settings)],
         dtype=np.int64
     )
-    protocol.check_negative_pool(
-        [sequences[u] for u in eligible], [raw_users[u] for u in eligible], len(raw_items),
-        settings,
-    )
-    parts = protocol.split_users(len(eligible), settings)
+    with _naming_untitled(raw):
+        protocol.check_negative_pool(
+            [sequences[u] for u in eligible], [raw_users[u] for u in eligible], len(raw_items),
+            settings,
+        )
+        parts = protocol.split_users(len(eligible), settings)
     arrays: dict[str, np.ndarray] = {
         "seq_items": np.concatenate(sequences),
         "seq_offsets": np.cumsum([0] + [len(s) for s in sequences]).astype(np.int64),

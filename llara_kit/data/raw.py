@@ -16,6 +16,10 @@ from pathlib import Path
 
 from llara_kit.errors import LlaraKitError
 
+# Why interactions were dropped (RawData.skipped keys): their item has no title to show.
+UNTITLED = "interactions with an untitled item"
+UNLISTED = "interactions with an item missing from the items file"
+
 
 class DataError(LlaraKitError):
     """Bad input data: the message names the file, the line where it applies, and the fix."""

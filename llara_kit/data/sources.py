@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 
 from llara_kit.data.raw import (
+    UNLISTED,
+    UNTITLED,
     DataError,
     RawData,
     normalise_title,
@@ -44,9 +46,9 @@ def assemble(interactions: InteractionRows, items: ItemRows, items_path: Path,
         if item in raw.titles:
             raw.interactions.append((user, item, ts))
         elif item in raw.years:
-            raw.skipped["interactions with an untitled item"] += 1
+            raw.skipped[UNTITLED] += 1
         else:
-            raw.skipped["interactions with an item missing from the items file"] += 1
+            raw.skipped[UNLISTED] += 1
     if not raw.interactions:
         raise DataError(
             f"No usable interactions: none of them names an item with a title in {items_path}; "
