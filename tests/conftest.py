@@ -1,9 +1,14 @@
-"""Shared fixtures. Third-party entry points are off unless a test turns them on."""
+"""Shared fixtures, and the suite's isolation: before any fixture runs, every cache and the
+home folder point into one temporary folder, and third-party entry points are off unless a
+test turns them on. ``make test`` changes nothing a user owns."""
 
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -12,12 +17,26 @@ import pytest
 from llara_kit.plugins import DISABLE_AUTOLOAD_ENV
 from llara_kit.storage import HOME_ENV
 
+# Where the suite's caches go, under one temporary root (environment variable -> folder).
+ISOLATED = {HOME_ENV: "llara-kit-home", "HOME": "home", "XDG_CACHE_HOME": "cache",
+            "HF_HOME": "huggingface", "MPLCONFIGDIR": "matplotlib"}
+_root_key = pytest.StashKey[Path]()
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path_factory):
-    """No third-party entry points, and a private cache per test session."""
-    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
-    monkeypatch.setenv(HOME_ENV, str(tmp_path_factory.getbasetemp() / "llara-kit-home"))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Runs before any fixture, module-scoped ones included; subprocesses inherit it."""
+    root = Path(tempfile.mkdtemp(prefix="llara-kit-tests-"))
+    config.stash[_root_key] = root
+    for name, folder in ISOLATED.items():
+        (root / folder).mkdir()
+        os.environ[name] = str(root / folder)
+    os.environ[DISABLE_AUTOLOAD_ENV] = "1"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_root_key, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
