@@ -377,24 +377,25 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
     from llara_kit.evaluate import evaluate
     from llara_kit.fusion import evaluate_fusion
     from llara_kit.run import load_run, zero_shot_view
-    from llara_kit.run_folder import load_metrics
+    from llara_kit.run_folder import evaluating, load_metrics
 
-    loaded = load_run(run, device=device, draws=draws)
-    method = mode if candidates == "stored" else f"{mode}-retrieved"
-    if zero_shot:
-        loaded, method = zero_shot_view(loaded), f"zero-shot-{method}"
-    options = dict(batch_size=batch_size, limit=limit, method=method,
-                   hybrid=False if zero_shot else None, show_progress=not as_json,
-                   candidates=candidates, shortlist=shortlist)
-    columns = {method: evaluate(loaded, split, mode, permutations=permutations, **options)}
-    details = load_metrics(run)[split][method]
-    several = details.get("orders", 1) * details.get("draws", 1) > 1
-    fusing = (fuse and mode == "score" and split == "test" and not zero_shot and limit is None
-              and draws == 1)
-    if fusing:
-        evaluate(loaded, "valid", mode, **options)
-        fused = evaluate_fusion(loaded, method)
-        columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
+    with evaluating(run):
+        loaded = load_run(run, device=device, draws=draws)
+        method = mode if candidates == "stored" else f"{mode}-retrieved"
+        if zero_shot:
+            loaded, method = zero_shot_view(loaded), f"zero-shot-{method}"
+        options = dict(batch_size=batch_size, limit=limit, method=method,
+                       hybrid=False if zero_shot else None, show_progress=not as_json,
+                       candidates=candidates, shortlist=shortlist)
+        columns = {method: evaluate(loaded, split, mode, permutations=permutations, **options)}
+        details = load_metrics(run)[split][method]
+        several = details.get("orders", 1) * details.get("draws", 1) > 1
+        fusing = (fuse and mode == "score" and split == "test" and not zero_shot and limit is None
+                  and draws == 1)
+        if fusing:
+            evaluate(loaded, "valid", mode, **options)
+            fused = evaluate_fusion(loaded, method)
+            columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
     if as_json:
         layout_info = {k: details[k] for k in ("by_position", "position_bias", "spread")
                        if several}

@@ -17,11 +17,11 @@ from __future__ import annotations
 import copy
 import re
 import unicodedata
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llara_kit.config import CANDIDATE_SOURCES, MODES
 from llara_kit.data.protocol import SPLITS
@@ -32,10 +32,11 @@ from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts
 from llara_kit.metrics import mean_with_interval, retrieved_metrics, summarise
 from llara_kit.plugins import build_component
+from llara_kit.progress import Progress
 from llara_kit.prompts import Prompt
 from llara_kit.ranking import candidate_scores
 from llara_kit.run import LoadedRun
-from llara_kit.run_folder import record_metrics
+from llara_kit.run_folder import evaluating, record_metrics
 from llara_kit.shortlists import list_ranks, shortlists, shuffled
 
 _RETRIEVED_ORDER = 12  # the seed's generator family: the order shortlists are shown in
@@ -70,13 +71,10 @@ def split_prompts(run: LoadedRun, split: str, hybrid: bool, limit: int | None = 
 
 
 def _batches(n: int, size: int, label: str, show: bool):
-    progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), disable=not show)
-    with progress:
-        task = progress.add_task(label, total=n)
+    with Progress(label, n, "users", show=show) as progress:
         for start in range(0, n, size):
             yield slice(start, min(start + size, n))
-            progress.update(task, advance=min(size, n - start))
+            progress.advance(min(size, n - start))
 
 
 def _candidate_titles(run: LoadedRun, candidates: np.ndarray) -> list[list[str]]:
@@ -139,6 +137,16 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
     ``permutations`` candidate orders and the metrics average over them (see layouts).
     ``candidates="retrieved"`` ranks the encoder's top ``shortlist`` unseen items instead
     (the whole-catalogue evaluation; method ``<mode>-retrieved``)."""
+    with evaluating(run.path) if record else nullcontext():
+        return _evaluate(run, split, mode, batch_size=batch_size, limit=limit, method=method,
+                         hybrid=hybrid, permutations=permutations, record=record,
+                         show_progress=show_progress, candidates=candidates,
+                         shortlist=shortlist)
+
+
+def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: int | None,
+              method: str | None, hybrid: bool | None, permutations: int, record: bool,
+              show_progress: bool, candidates: str, shortlist: int) -> dict[str, Any]:
     if mode not in MODES:
         raise LlaraKitError(f"Unknown evaluation mode {mode!r}. Available: {', '.join(MODES)}.")
     if split not in ("valid", "test"):

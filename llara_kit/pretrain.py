@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from llara_kit.config import PretrainSettings
 from llara_kit.data import PreparedData
@@ -24,6 +23,7 @@ from llara_kit.devices import pick_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.metrics import per_sample
 from llara_kit.plugins import get_component
+from llara_kit.progress import Progress
 from llara_kit.ranking import all_item_scores, candidate_ranks, score_item_scorer
 from llara_kit.storage import (
     cache_home,
@@ -122,12 +122,8 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
                                  weight_decay=settings.weight_decay)
     log, best, best_state, stale = [], -1.0, None, 0
     started = time.perf_counter()
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        TextColumn("{task.completed}/{task.total} epochs {task.fields[info]}"),
-                        TimeElapsedColumn(), disable=not show_progress)
-    with progress:
-        task = progress.add_task(f"pre-training {label or name}", total=settings.epochs,
-                                 info="")
+    with Progress(f"pre-training {label or name}", settings.epochs, "epochs",
+                  show=show_progress) as progress:
         for epoch in range(settings.epochs):
             loss = _train_epoch(encoder, optimizer, data, settings.batch_size, generator, rows)
             mrr = _valid_mrr(encoder, data)
@@ -137,8 +133,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
                 best, best_state, stale = mrr, copy.deepcopy(encoder.state_dict()), 0
             else:
                 stale += 1
-            progress.update(task, advance=1,
-                            info=f"loss {loss:.3f}  valid MRR {mrr:.3f} (best {best:.3f})")
+            progress.advance(1, f"loss {loss:.3f}, valid MRR {mrr:.3f} (best {best:.3f})")
             if stale >= settings.patience:
                 break
     encoder.load_state_dict(best_state)

@@ -5,13 +5,20 @@ A run folder holds ``config.json`` (the resolved settings, component names and v
 copied in before the first step), ``projector.safetensors`` + ``projector.json``,
 ``objective.safetensors``, ``adapter/`` (peft), ``train_log.jsonl``, ``summary.json`` (written
 last: the run finished), and after evaluation ``metrics.json`` and
-``predictions-<split>-<method>.jsonl``; while training, ``checkpoint/``. The weights are
-written and read by ``llara_kit.run`` (the assembly); every JSON record here.
+``predictions-<split>-<method>.jsonl``; while training, ``checkpoint/``; ``.lock``, which
+the process writing into the folder holds (``owned``). The weights are written and read by
+``llara_kit.run`` (the assembly); every JSON record here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +28,8 @@ from llara_kit.plugins import load_plugins
 from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
 from llara_kit.version import VERSION
 
-CONFIG, DATA, LOG, SUMMARY, METRICS = (
-    "config.json", "data.json", "train_log.jsonl", "summary.json", "metrics.json")
+CONFIG, DATA, LOG, SUMMARY, METRICS, LOCK = (
+    "config.json", "data.json", "train_log.jsonl", "summary.json", "metrics.json", ".lock")
 ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint"
 # What a finished run has; summary.json is written last, so without it training was killed.
 FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
@@ -30,6 +37,50 @@ FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
 # paper's way; before user_signal existed user-conditioned tokens carried the product.
 _OLDER_RUNS = {"objective": "title", "user_conditioned": False, "user_signal": "product"}
 COMPONENT_KINDS = ("encoder", "projector", "schedule", "template", "dataset", "objective")
+
+
+_owned: dict[Path, int] = {}  # folders this process holds -> how many `owned` blocks deep
+
+
+@contextmanager
+def owned(run_dir: Path, doing: str, fix: str) -> Iterator[None]:
+    """Hold an existing run folder while this process writes into it (``doing``: what for):
+    an OS lock on its ``.lock`` file, which the kernel releases when the process ends, killed
+    or not. Another process that asks for it meanwhile fails at once with one sentence that
+    names the holder and ``fix``. Re-entrant within a process; under a launcher only rank 0
+    locks."""
+    folder = Path(run_dir).resolve()
+    if folder in _owned or not folder.is_dir() or os.environ.get("RANK", "0") != "0":
+        _owned[folder] = _owned.get(folder, 0) + 1
+        try:
+            yield
+        finally:
+            _owned[folder] -= 1
+            if not _owned[folder]:
+                del _owned[folder]
+        return
+    with open(folder / LOCK, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise LlaraKitError(f"Run folder {str(run_dir)!r} is in use by {holder}; {fix}."
+                                ) from None
+        fh.truncate(0)
+        fh.write(f"process {os.getpid()} ({doing} since {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        fh.flush()
+        _owned[folder] = 1
+        try:
+            yield
+        finally:
+            del _owned[folder]
+            fh.truncate(0)
+
+
+def evaluating(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the run folder while evaluations are scored and recorded into it."""
+    return owned(run_dir, "evaluating", "wait for it to end, then run this again")
 
 
 def is_run(run_dir: Path) -> bool:
@@ -115,12 +166,13 @@ def record_metrics(run_dir: Path, split: str, method: str, metrics: dict,
     the run's metrics.json (each atomically): a kill between the two leaves metrics that do
     not vouch for the new predictions, and ``read_predictions`` refuses them."""
     path = _predictions_path(run_dir, split, method)
-    write_jsonl(path, predictions)
-    metrics_path = Path(run_dir) / METRICS
-    stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    stored.setdefault(split, {})[method] = {**info, "metrics": metrics,
-                                            "predictions_sha256": sha256_file(path)}
-    write_json(metrics_path, stored)
+    with evaluating(run_dir):
+        write_jsonl(path, predictions)
+        metrics_path = Path(run_dir) / METRICS
+        stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        stored.setdefault(split, {})[method] = {**info, "metrics": metrics,
+                                                "predictions_sha256": sha256_file(path)}
+        write_json(metrics_path, stored)
 
 
 def read_predictions(run_dir: Path, split: str, method: str) -> list[dict]:

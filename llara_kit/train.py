@@ -22,13 +22,6 @@ import torch
 from accelerate.utils import DistributedType
 from peft import set_peft_model_state_dict
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -41,6 +34,7 @@ from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.llm import Backbone, load_backbone
 from llara_kit.plugins import build_component, get_component
+from llara_kit.progress import Progress
 from llara_kit.run import (
     choose_encoder,
     copy_encoder,
@@ -286,26 +280,22 @@ class Trainer:
         if start >= plan.total_steps:
             return self._finish(log)
         total_micro = cfg.epochs * plan.micro_per_epoch
-        progress = Progress(
-            TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=self.console, disable=not self.show_progress,
-        )
+        progress = Progress("training", plan.total_steps, "steps", show=self.show_progress,
+                            console=self.console, completed=start)
         self.model.train()
         step = start
         try:
             log_file = open(log_path, "a", encoding="utf-8") if self.is_main else nullcontext()
             with progress, log_file:
-                task = progress.add_task("train", total=plan.total_steps, completed=start, info="")
                 for step in range(start, plan.total_steps):
                     entry = self._step(step, total_micro)
                     log.append(entry)
                     if self.is_main:
                         log_file.write(json.dumps(entry) + "\n")
                         log_file.flush()
-                    progress.update(task, advance=1, info=(
-                        f"loss {entry['loss']:.3f} lr {entry['lr']:.1e} "
-                        f"p {entry['p_hybrid']:.2f} {entry['tokens_per_s']:.0f} tok/s"))
+                    progress.advance(1, f"loss {entry['loss']:.3f}, lr {entry['lr']:.1e}, "
+                                        f"p_hybrid {entry['p_hybrid']:.2f}, "
+                                        f"{entry['samples_per_s']:.2f} samples/s")
                     if (step + 1) % cfg.checkpoint_every == 0:
                         self.save_checkpoint(step + 1)
         except KeyboardInterrupt:
@@ -445,20 +435,23 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
     """Train a LLaRA model into ``run_dir``; returns the run summary."""
     run_dir = Path(run_dir)
     check_components(cfg)
-    if resume:
-        check_resume(cfg, run_dir)
-        if run_folder.read_summary(run_dir) is not None:
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder.owned(run_dir, "training", "wait for it to end, or choose another --out"):
+        if resume:
+            check_resume(cfg, run_dir)
+            if run_folder.read_summary(run_dir) is not None:
+                raise LlaraKitError(
+                    f"Run {str(run_dir)!r} has finished; evaluate it, or train into another "
+                    "--out."
+                )
+        elif run_folder.is_run(run_dir):
             raise LlaraKitError(
-                f"Run {str(run_dir)!r} has finished; evaluate it, or train into another --out."
+                f"Run folder {str(run_dir)!r} already holds a run; pass --resume to continue "
+                "it or choose another --out."
             )
-    elif run_folder.is_run(run_dir):
-        raise LlaraKitError(
-            f"Run folder {str(run_dir)!r} already holds a run; pass --resume to continue it or "
-            "choose another --out."
-        )
-    trainer = Trainer(cfg, run_dir, console, show_progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if trainer.is_main and (not resume or not run_folder.has_data_manifest(run_dir)):
-        # (on --resume: a kill may have come between the config and the data manifest)
-        run_folder.write_config(run_dir, cfg, trainer.data.manifest)
-    return trainer.run(resume=resume)
+        trainer = Trainer(cfg, run_dir, console, show_progress)
+        if trainer.is_main and (not resume or not run_folder.has_data_manifest(run_dir)):
+            # (on --resume: a kill may have come between the config and the data manifest)
+            run_folder.write_config(run_dir, cfg, trainer.data.manifest)
+        return trainer.run(resume=resume)

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from helpers import tiny_llm_folder, train_tiny, write_cycle_files
 from safetensors.torch import load_file
 
+from llara_kit import run_folder
 from llara_kit.cli import cli
 from llara_kit.storage import complete_dir, read_jsonl, staged_dir
 
@@ -142,3 +143,41 @@ def test_written_files_get_the_usual_modes(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_two_trainings_into_one_folder_one_trains_the_other_names_it(tmp_path):
+    args = train_args(tmp_path, tmp_path / "shared")
+    first = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    time.sleep(2)
+    second = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    outs = {p.pid: (p, p.communicate(timeout=600)[1]) for p in (first, second)}
+    codes = sorted(p.returncode for p, _ in outs.values())
+    assert codes == [0, 1], [err[-2000:] for _, err in outs.values()]
+    (winner, _), (_, refused) = sorted(outs.values(), key=lambda o: o[0].returncode)
+    last = refused.strip().splitlines()[-1]
+    assert last.startswith(f"Error: Run folder '{tmp_path / 'shared'}' is in use by process "
+                           f"{winner.pid} (training since "), refused
+    assert last.endswith("); wait for it to end, or choose another --out."), last
+    assert "Traceback" not in refused
+    # its output went to a pipe: plain progress lines, the first step's and the last one's
+    lines = outs[winner.pid][1].splitlines()
+    assert any(x.startswith("training: 1/30 steps (3%), loss ") and "samples/s" in x
+               and "ETA" in x for x in lines), lines
+    assert any(x.startswith("training: 30/30 steps (100%)") for x in lines), lines
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "shared"), "--no-fuse"])
+    assert result.exit_code == 0, result.output  # the kernel released the winner's lock
+    assert "scoring test: 4/4 users (100%)" in result.output
+
+
+def test_evaluating_a_folder_another_process_holds_is_one_sentence(tmp_path):
+    run = train_tiny(tmp_path, "run")
+    with run_folder.owned(run, "training", "wait for it to end, or choose another --out"):
+        result = subprocess.run([*CLI, "evaluate", str(run), "--no-fuse"], capture_output=True,
+                                text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: Run folder '{run}' is in use by process {os.getpid()} (training since "), \
+        result.stderr
+    assert not (run / "metrics.json").exists()

@@ -1,0 +1,36 @@
+"""Progress lines where the output is not a terminal."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from llara_kit.progress import EVERY_ENV, Progress
+
+
+def test_plain_lines_after_the_first_unit_then_every_period_and_at_the_end(monkeypatch):
+    monkeypatch.setenv(EVERY_ENV, "3600")
+    out = io.StringIO()
+    with Progress("scoring", 5, "users", console=Console(file=out, width=60)) as progress:
+        for _ in range(5):
+            progress.advance(1, "batch ok")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines  # no wrapping at 60 columns, nothing in between
+    assert lines[0].startswith("scoring: 1/5 users (20%), batch ok, ") and "ETA" in lines[0]
+    assert lines[1].startswith("scoring: 5/5 users (100%), batch ok, ")
+    assert "elapsed" in lines[1] and "ETA" not in lines[1]
+
+
+def test_a_resumed_count_and_hidden_progress(monkeypatch):
+    monkeypatch.setenv(EVERY_ENV, "0")
+    out = io.StringIO()
+    with Progress("training", 10, "steps", console=Console(file=out), completed=8) as p:
+        p.advance()
+        assert p.line(2.0).startswith("training: 9/10 steps (90%), 0.5 steps/s, 0:00:02 "
+                                      "elapsed, ETA 0:00:02")
+    assert out.getvalue().startswith("training: 9/10 steps (90%)")
+    quiet = io.StringIO()
+    with Progress("training", 2, "steps", console=Console(file=quiet), show=False) as p:
+        p.advance(2)
+    assert quiet.getvalue() == ""
