@@ -168,7 +168,7 @@ def test_two_trainings_into_one_folder_one_trains_the_other_names_it(tmp_path):
     assert any(x.startswith("training: 30/30 steps (100%)") for x in lines), lines
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "shared"), "--no-fuse"])
     assert result.exit_code == 0, result.output  # the kernel released the winner's lock
-    assert "scoring test: 4/4 users (100%)" in result.output
+    assert "scoring test: 8/8 users (100%)" in result.output
 
 
 def test_evaluating_a_folder_another_process_holds_is_one_sentence(tmp_path):
