@@ -33,6 +33,7 @@ class Progress:
         self.done = self.first = completed
         self.bar: Bar | None = None
         self.started = self.printed = 0.0
+        self.printed_done, self.info = completed, ""
 
     def __enter__(self) -> Progress:
         self.started = time.monotonic()
@@ -49,6 +50,8 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+        elif self.show and exc[0] is None and self.done > self.printed_done:
+            self._print()  # stopped early (an encoder's patience ran out): where it ended
 
     def advance(self, n: int = 1, info: str = "") -> None:
         self.done += n
@@ -57,12 +60,15 @@ class Progress:
         if self.bar is not None:
             self.bar.update(self.task, advance=n, info=info)
             return
-        now = time.monotonic()
+        self.info = info
         every = float(os.environ.get(EVERY_ENV, EVERY))
-        if now - self.printed >= every or self.done >= self.total:
-            self.printed = now
-            self.console.print(self.line(now - self.started, info), soft_wrap=True,
-                               markup=False, highlight=False)
+        if time.monotonic() - self.printed >= every or self.done >= self.total:
+            self._print()
+
+    def _print(self) -> None:
+        self.printed, self.printed_done = time.monotonic(), self.done
+        self.console.print(self.line(self.printed - self.started, self.info), soft_wrap=True,
+                           markup=False, highlight=False)
 
     def line(self, elapsed: float, info: str = "") -> str:
         """``training: 12/32 steps (38%), loss 2.310, 0.41 steps/s, 0:00:29 elapsed, ETA

@@ -34,3 +34,14 @@ def test_a_resumed_count_and_hidden_progress(monkeypatch):
     with Progress("training", 2, "steps", console=Console(file=quiet), show=False) as p:
         p.advance(2)
     assert quiet.getvalue() == ""
+
+
+def test_work_that_stops_early_prints_where_it_ended(monkeypatch):
+    monkeypatch.setenv(EVERY_ENV, "3600")
+    out = io.StringIO()
+    with Progress("pre-training", 15, "epochs", console=Console(file=out, width=200)) as p:
+        for _ in range(12):
+            p.advance(1, "valid MRR 0.3")
+    lines = out.getvalue().splitlines()
+    assert [x.split(",")[0] for x in lines] == ["pre-training: 1/15 epochs (7%)",
+                                                "pre-training: 12/15 epochs (80%)"]
