@@ -38,6 +38,7 @@ from llara_kit.version import VERSION
 
 if TYPE_CHECKING:
     from llara_kit.data import PreparedData
+    from llara_kit.lengths import TitleCut
 
 # Commands import torch, transformers and the model stack when they run, never at start:
 # `llara-kit --help` and `list-plugins` answer in well under a second.
@@ -193,10 +194,16 @@ def data() -> None:
     """Prepare data sets and inspect prepared data."""
 
 
-def _show_data(prepared: PreparedData, reused: bool, as_json: bool) -> None:
+def _show_data(prepared: PreparedData, reused: bool, as_json: bool,
+               titles: TitleCut | None = None) -> None:
     m = prepared.manifest
     if as_json:
-        click.echo(json.dumps({"path": str(prepared.path), "reused": reused, **m}, indent=2))
+        shown = {"path": str(prepared.path), "reused": reused, **m}
+        if titles is not None:
+            shown["titles"] = {"title_tokens": titles.limit, "cut": titles.cut,
+                               "longest_tokens": titles.longest_tokens,
+                               "longest_item": prepared.raw_item_ids[titles.longest_item]}
+        click.echo(json.dumps(shown, indent=2))
         return
     table = Table(title=f"{m['dataset']} ({'reused from cache' if reused else 'prepared'})",
                   show_header=False)
@@ -209,6 +216,8 @@ def _show_data(prepared: PreparedData, reused: bool, as_json: bool) -> None:
         table.add_row(f"skipped: {reason}", f"[yellow]{count:,}[/]")
     for file, columns in m.get("columns", {}).items():
         table.add_row(f"columns of {file}", ", ".join(f"{k}={v}" for k, v in columns.items()))
+    if titles is not None:
+        table.add_row("titles", titles.describe(prepared.raw_item_ids))
     table.add_row("settings", json.dumps(m["settings"]))
     table.add_row("hash", m["hash"][:16])
     table.add_row("folder", str(prepared.path))
@@ -227,10 +236,20 @@ def data_prepare(as_json: bool, **kw) -> None:
 
 @data.command("info")
 @data_options
+@click.option("--llm", default=FIELDS["llm"].default, show_default=True,
+              help="LLM whose tokenizer counts title tokens.")
+@click.option("--title-tokens", type=click.IntRange(min=0), default=FIELDS["title_tokens"].default,
+              show_default=True, help=FIELDS["title_tokens"].metadata["help"])
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def data_info(as_json: bool, **kw) -> None:
-    """Users, items, interactions, samples per split and the data hash."""
-    _show_data(*load_data(kw), as_json)
+def data_info(llm: str, title_tokens: int, as_json: bool, **kw) -> None:
+    """Users, items, interactions, samples per split, the data hash, and how many titles a
+    run would cut to --title-tokens tokens of --llm's tokenizer."""
+    from llara_kit.lengths import cut_titles
+    from llara_kit.llm import load_tokenizer
+
+    prepared, reused = load_data(kw)
+    _show_data(prepared, reused, as_json,
+               cut_titles(prepared.titles, load_tokenizer(llm), title_tokens))
 
 
 def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -> Table:

@@ -80,6 +80,13 @@ class TrainConfig:
     cross_fit: int = _f(
         0, "Folds of cross-fitted encoders that shortlist and score training samples "
            "(0 = the run's encoder, which trained on them: leaky).")
+    # prompt lengths (llara_kit/lengths.py)
+    title_tokens: int = _f(
+        48, "Longest title in tokens; longer ones are cut, with an ellipsis (0 = whole "
+            "titles).")
+    max_prompt_tokens: int = _f(
+        0, "Refuse to start when a prompt would be longer than this (0 = the LLM's context "
+           "length).")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")
@@ -144,6 +151,11 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise LlaraKitError(f"Setting {name}={getattr(self, name)!r}: use "
                                     f"{', '.join(allowed[:-1])} or {allowed[-1]}.")
+        for name in ("title_tokens", "max_prompt_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise LlaraKitError(f"Setting {name}={value!r} must be a whole number >= 0 "
+                                    "(0 = no limit).")
         if self.cross_fit == 1 or self.cross_fit < 0:
             raise LlaraKitError(f"Setting cross_fit={self.cross_fit!r}: use 0 (off) or a fold "
                                 "count of at least 2.")

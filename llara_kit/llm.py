@@ -13,6 +13,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -119,19 +121,32 @@ def resolve_llm(name: str) -> str:
 
 def load_backbone(name: str = DEFAULT_LLM) -> Backbone:
     """Load the LLM and tokenizer, add the two special tokens and a pad token, freeze it."""
-    where = resolve_llm(name)
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
+    tokenizer = load_tokenizer(name)
+    with _loading(name) as (where, offline):
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32,
                                                      local_files_only=offline)
+    return backbone_from(model, tokenizer)
+
+
+def load_tokenizer(name: str = DEFAULT_LLM) -> Tokenizer:
+    """The LLM's tokenizer alone (to count tokens), as it comes."""
+    with _loading(name) as (where, offline):
+        return AutoTokenizer.from_pretrained(where, local_files_only=offline)
+
+
+@contextmanager
+def _loading(name: str) -> Iterator[tuple[str, bool]]:
+    """Where the LLM ``name`` is and whether to stay offline; one sentence if it cannot be
+    loaded from there."""
+    where = resolve_llm(name)
+    try:
+        yield where, os.environ.get("HF_HUB_OFFLINE") == "1"
     except OSError as exc:
         raise LlaraKitError(
             f"Could not load the LLM {name!r} ({exc.__class__.__name__}); give an embedded name "
             f"({', '.join(EMBEDDED)}), a GGUF file, a local model folder, or a reachable "
             "Hugging Face id."
         ) from None
-    return backbone_from(model, tokenizer)
 
 
 def backbone_from(model: PreTrainedModel, tokenizer: Tokenizer) -> Backbone:

@@ -22,6 +22,7 @@ from llara_kit.data import PreparedData, prepare_data
 from llara_kit.distributed import process_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.errors import LlaraKitError
+from llara_kit.lengths import fit_prompts
 from llara_kit.llm import Backbone, load_backbone
 from llara_kit.model import LlaraModel
 from llara_kit.plugins import build_component
@@ -221,11 +222,13 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> LoadedRun:
             "the data files changed since training."
         )
     backbone = load_backbone(cfg.llm)
+    template = template_of(cfg)
+    fit_prompts(cfg, data, backbone, template, ("valid", "test"))
     llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
     model = _build_model(cfg, llm, load_encoder(path / ENCODER), backbone)
     load_trainable(model, path)
-    return LoadedRun(path, cfg, model.to(process_device(device)).eval(), backbone,
-                     template_of(cfg), data)
+    return LoadedRun(path, cfg, model.to(process_device(device)).eval(), backbone, template,
+                     data)
 
 
 def zero_shot_view(run: LoadedRun) -> LoadedRun:

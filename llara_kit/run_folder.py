@@ -34,8 +34,10 @@ ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint"
 # What a finished run has; summary.json is written last, so without it training was killed.
 FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
 # Settings older run folders lack, as those runs trained: before objectives existed the
-# paper's way; before user_signal existed user-conditioned tokens carried the product.
-_OLDER_RUNS = {"objective": "title", "user_conditioned": False, "user_signal": "product"}
+# paper's way; before user_signal existed user-conditioned tokens carried the product; before
+# title_tokens existed titles were whole.
+_OLDER_RUNS = {"objective": "title", "user_conditioned": False, "user_signal": "product",
+               "title_tokens": 0}
 COMPONENT_KINDS = ("encoder", "projector", "schedule", "template", "dataset", "objective")
 
 

@@ -32,6 +32,7 @@ from llara_kit.devices import bf16_supported
 from llara_kit.distributed import fold_small, make_accelerator, shard
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
+from llara_kit.lengths import fit_prompts, free_memory, step_memory
 from llara_kit.llm import Backbone, load_backbone
 from llara_kit.plugins import build_component, get_component
 from llara_kit.progress import Progress
@@ -55,7 +56,8 @@ _SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST = 101, 102, 103, 104, 105
 # examples/benchmarks/quality.py chose the objective and form at this budget).
 CPU_SUBSET = 256
 # Settings that may change between a run and its --resume.
-RESUMABLE = {"device", "precision", "checkpoint_every", "gradient_checkpointing", "compile"}
+RESUMABLE = {"device", "precision", "checkpoint_every", "gradient_checkpointing", "compile",
+             "max_prompt_tokens"}
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
@@ -119,9 +121,15 @@ class Trainer:
             # before pre-training, so that a bad --llm fails fast; a given backbone (random
             # weights of some shape, for benchmarks) stands in for cfg.llm
             self.backbone = backbone or load_backbone(cfg.llm)
+            self.template = template_of(cfg)
+            cut, self.longest = fit_prompts(cfg, self.data, self.backbone, self.template,
+                                            ("train",))
+            self.check_memory()
             self.encoder = choose_encoder(cfg, self.data, self.run_dir, self.show_progress)
             encoder = load_encoder(self.encoder.folder)
             self.lists = training_lists(cfg, self.data, encoder, self.show_progress)
+        if cut.cut:
+            self.console.print(cut.describe(self.data.raw_item_ids), soft_wrap=True, markup=False)
         self.console.print(describe(self.encoder), soft_wrap=True, markup=False)
         if self.lists.mined is not None:
             self.console.print(
@@ -134,7 +142,6 @@ class Trainer:
         if cfg.compile:
             for layer in self.model.llm.get_decoder().layers:
                 layer.compile(dynamic=True)  # per layer: one graph, reused 30 times
-        self.template = template_of(cfg)
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr,
@@ -147,6 +154,24 @@ class Trainer:
                 f"No GPU: training on {len(self.plan.samples):,} of {n_train:,} train samples "
                 "(about 10 minutes on 2 cores); --max-train-samples sets another budget, --full "
                 "runs the paper's protocol.", soft_wrap=True)
+
+    def check_memory(self) -> None:
+        """Refuse, in one sentence, a run whose training micro-batch of the longest prompts
+        would not fit in the memory free on its device (the weights are loaded by now)."""
+        config, cfg = self.backbone.model.config, self.cfg
+        batch = -(-cfg.batch_size // self.world)  # one process's share of a micro-batch
+        bf16 = self.bf16 and self.device.type == "cuda"
+        need = step_memory(config.num_hidden_layers, config.hidden_size,
+                           config.num_attention_heads, batch, self.longest.tokens,
+                           2 if bf16 else 4, cfg.gradient_checkpointing)
+        free = free_memory(self.device)
+        if need > free:
+            raise LlaraKitError(
+                f"A training micro-batch of {batch} prompts of up to {self.longest.tokens:,} "
+                f"tokens needs about {need / 2**30:.1f} GiB ({'bf16' if bf16 else 'fp32'}) but "
+                f"{free / 2**30:.1f} GiB is free on {self.device.type}; lower --batch-size (and "
+                "raise --grad-accum), --title-tokens or --history, or pass "
+                "--gradient-checkpointing.")
 
     # --- planning -----------------------------------------------------------------------
     def subset_size(self) -> int:
