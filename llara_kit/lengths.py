@@ -125,16 +125,13 @@ def context_length(backbone: Backbone) -> int:
 def step_memory(n_layers: int, hidden: int, heads: int, batch: int, tokens: int,
                 bytes_per_value: int, checkpointing: bool) -> int:
     """Bytes a training micro-batch of ``batch`` prompts of ``tokens`` tokens needs on top of
-    the loaded weights, at its peak: per layer what backward keeps, about 24 values per token
-    and hidden unit plus the attention probabilities (batch x heads x tokens^2). Both factors
-    are fitted to the peak memory of real training steps (docs/training.md, "Prompt lengths
-    and memory"). With gradient checkpointing one layer keeps all of that and the others
-    their input (not measured: an upper bound). The objectives apply the LM head only where
-    an answer is, so there are no logits over every token."""
-    per_layer = batch * tokens * (24 * hidden + heads * tokens) * bytes_per_value
-    if not checkpointing:
-        return n_layers * per_layer
-    return per_layer + n_layers * batch * tokens * hidden * bytes_per_value
+    the loaded weights, at its peak: per layer what backward keeps, about 32 values per token
+    and hidden unit plus the attention probabilities (batch x heads x tokens^2): an upper
+    envelope of the peak memory of real training steps (docs/training.md, "Prompt lengths and
+    memory"). Gradient checkpointing halved the one peak measured with it. The objectives
+    apply the LM head only where an answer is, so there are no logits over every token."""
+    per_layer = batch * tokens * (32 * hidden + heads * tokens) * bytes_per_value
+    return n_layers * per_layer // (2 if checkpointing else 1)
 
 
 def free_memory(device: torch.device) -> int:
