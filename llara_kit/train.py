@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -164,11 +165,15 @@ class Trainer:
         need = step_memory(config.num_hidden_layers, config.hidden_size,
                            config.num_attention_heads, batch, self.longest.tokens,
                            2 if bf16 else 4, cfg.gradient_checkpointing)
+        # the processes of one host share its memory
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if self.device.type == "cpu" else 1
+        need *= local
         free = free_memory(self.device)
         if need > free:
             raise LlaraKitError(
                 f"A training micro-batch of {batch} prompts of up to {self.longest.tokens:,} "
-                f"tokens needs about {need / 2**30:.1f} GiB ({'bf16' if bf16 else 'fp32'}) but "
+                f"tokens needs about {need / 2**30:.1f} GiB ({'bf16' if bf16 else 'fp32'}"
+                f"{f', {local} processes' if local > 1 else ''}) but "
                 f"{free / 2**30:.1f} GiB is free on {self.device.type}; lower --batch-size (and "
                 "raise --grad-accum), --title-tokens or --history, or pass "
                 "--gradient-checkpointing.")
