@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.progress import Progress as Bar
 
+from llara_kit.errors import LlaraKitError
+
 EVERY_ENV = "LLARA_KIT_PROGRESS_SECONDS"
 EVERY = 30.0
 
@@ -38,6 +40,7 @@ class Progress:
     def __enter__(self) -> Progress:
         self.started = time.monotonic()
         self.printed = -float("inf")
+        self.every = _seconds(os.environ.get(EVERY_ENV, str(EVERY)))
         if self.show and (self.console.is_terminal or self.console.is_jupyter):
             self.bar = Bar(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
                            TextColumn(self.unit), TextColumn("{task.fields[info]}"),
@@ -61,8 +64,7 @@ class Progress:
             self.bar.update(self.task, advance=n, info=info)
             return
         self.info = info
-        every = float(os.environ.get(EVERY_ENV, EVERY))
-        if time.monotonic() - self.printed >= every or self.done >= self.total:
+        if time.monotonic() - self.printed >= self.every or self.done >= self.total:
             self._print()
 
     def _print(self) -> None:
@@ -80,6 +82,14 @@ class Progress:
         if self.done < self.total and rate > 0:
             parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
         return ", ".join(parts)
+
+
+def _seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise LlaraKitError(f"${EVERY_ENV}={value!r} is not a number of seconds; give one "
+                            "(e.g. 30) or unset it.") from None
 
 
 def _clock(seconds: float) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
+from llara_kit.errors import LlaraKitError
 from llara_kit.progress import EVERY_ENV, Progress
 
 
@@ -45,3 +47,11 @@ def test_work_that_stops_early_prints_where_it_ended(monkeypatch):
     lines = out.getvalue().splitlines()
     assert [x.split(",")[0] for x in lines] == ["pre-training: 1/15 epochs (7%)",
                                                 "pre-training: 12/15 epochs (80%)"]
+
+
+def test_a_period_that_is_not_a_number_is_one_sentence(monkeypatch):
+    monkeypatch.setenv(EVERY_ENV, "half a minute")
+    with pytest.raises(LlaraKitError, match=r"LLARA_KIT_PROGRESS_SECONDS='half a minute' is "
+                                            r"not a number of seconds; give one"):
+        with Progress("training", 2, "steps", console=Console(file=io.StringIO())):
+            pass
