@@ -72,11 +72,13 @@ class Longest:
     user: str
 
 
-def longest_prompt(data: PreparedData, split: str, template: Template, tokenizer) -> Longest:
-    """The longest prompt of ``split`` with the run's (cut) titles, answer included. Train
-    samples draw their candidates anew each epoch, so theirs is bounded by the longest
-    history with the longest titles of the catalogue as candidates."""
-    counts = token_counts(data.titles, tokenizer)
+def longest_prompt(data: PreparedData, split: str, template: Template, tokenizer,
+                   counts: np.ndarray | None = None) -> Longest:
+    """The longest prompt of ``split`` with the run's (cut) titles, answer included
+    (``counts``: their ``token_counts``, if known). Train samples draw their candidates anew
+    each epoch, so theirs is bounded by the longest history with the longest titles of the
+    catalogue as candidates."""
+    counts = token_counts(data.titles, tokenizer) if counts is None else counts
     s = data.splits[split]
     mask = np.arange(s.history.shape[1])[None, :] < s.lengths[:, None]
     history = (counts[s.history] * mask).sum(1)  # (n,)
@@ -106,8 +108,9 @@ def fit_prompts(cfg: TrainConfig, data: PreparedData, backbone: Backbone,
     cut = cut_titles(data.titles, backbone.tokenizer, cfg.title_tokens)
     data.titles = cut.titles
     ceiling = cfg.max_prompt_tokens or context_length(backbone)
-    longest = max((longest_prompt(data, split, template, backbone.tokenizer) for split in splits),
-                  key=lambda x: x.tokens)
+    counts = token_counts(data.titles, backbone.tokenizer)  # the cut titles, tokenized once
+    longest = max((longest_prompt(data, split, template, backbone.tokenizer, counts)
+                   for split in splits), key=lambda x: x.tokens)
     if ceiling and longest.tokens > ceiling:
         what = "" if cfg.max_prompt_tokens else ", the LLM's context length"
         raise LlaraKitError(
