@@ -11,13 +11,19 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.progress import EVERY_ENV, Progress
 
 
+def plain_lines(label: str, total: int, unit: str, advances: int, info: str,
+                width: int = 200) -> list[str]:
+    """What a progress prints into a file (not a terminal) over ``advances`` single units."""
+    out = io.StringIO()
+    with Progress(label, total, unit, console=Console(file=out, width=width)) as progress:
+        for _ in range(advances):
+            progress.advance(1, info)
+    return out.getvalue().splitlines()
+
+
 def test_plain_lines_after_the_first_unit_then_every_period_and_at_the_end(monkeypatch):
     monkeypatch.setenv(EVERY_ENV, "3600")
-    out = io.StringIO()
-    with Progress("scoring", 5, "users", console=Console(file=out, width=60)) as progress:
-        for _ in range(5):
-            progress.advance(1, "batch ok")
-    lines = out.getvalue().splitlines()
+    lines = plain_lines("scoring", 5, "users", 5, "batch ok", width=60)
     assert len(lines) == 2, lines  # no wrapping at 60 columns, nothing in between
     assert lines[0].startswith("scoring: 1/5 users (20%), batch ok, ") and "ETA" in lines[0]
     assert lines[1].startswith("scoring: 5/5 users (100%), batch ok, ")
@@ -40,11 +46,7 @@ def test_a_resumed_count_and_hidden_progress(monkeypatch):
 
 def test_work_that_stops_early_prints_where_it_ended(monkeypatch):
     monkeypatch.setenv(EVERY_ENV, "3600")
-    out = io.StringIO()
-    with Progress("pre-training", 15, "epochs", console=Console(file=out, width=200)) as p:
-        for _ in range(12):
-            p.advance(1, "valid MRR 0.3")
-    lines = out.getvalue().splitlines()
+    lines = plain_lines("pre-training", 15, "epochs", 12, "valid MRR 0.3")
     assert [x.split(",")[0] for x in lines] == ["pre-training: 1/15 epochs (7%)",
                                                 "pre-training: 12/15 epochs (80%)"]
 
