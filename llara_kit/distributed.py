@@ -5,11 +5,15 @@
 FSDP or DeepSpeed from accelerate's config, see docs/scaling.md).
 A global micro-batch holds ``batch_size`` samples whatever N is: rank r takes the r-th of N
 near-equal slices and weights its loss by its share, so the gradient the engine averages over
-ranks is the one-process gradient of the whole micro-batch. Rank 0 writes every file.
+ranks is the one-process gradient of the whole micro-batch; a rank left without a sample (more
+processes than samples) runs a stand-in whose loss counts 0. Rank 0 writes every file.
+FSDP and DeepSpeed run on CUDA GPUs only (accelerate turns them into plain data parallel on
+CPUs), FSDP as version 2 (``fully_shard``) from PyTorch 2.8.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -17,9 +21,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, get_int_from_env
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    DistributedType,
+    gather_object,
+    get_int_from_env,
+)
 
 from llara_kit.devices import pick_device
+from llara_kit.errors import LlaraKitError
+
+# The first PyTorch whose FSDP2 shards frozen bf16 weights and fp32 LoRA weights in one unit
+# (pytorch/pytorch#154103: only trainable parameters need one dtype).
+FSDP2_TORCH = (2, 8)
 
 
 def launched() -> bool:
@@ -47,14 +61,70 @@ def process_device(name: str = "auto") -> torch.device:
     return PartialState(cpu=pick_device(name).type == "cpu").device
 
 
-def make_accelerator(device: str) -> tuple[Accelerator, torch.device]:
-    """(accelerator, this process's device), for training; the trainer places the model."""
+def sharding_engine() -> str | None:
+    """The sharding engine accelerate's launch asked for (``FSDP``, ``DeepSpeed``), if any."""
+    for name, variable in (("FSDP", "ACCELERATE_USE_FSDP"),
+                           ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
+        if os.environ.get(variable, "false").lower() == "true":
+            return name
+    return None
+
+
+def check_engine(device: torch.device) -> None:
+    """Refuse, in one sentence, a sharding engine this process could not run as asked."""
+    engine = sharding_engine()
+    if engine is None:
+        return
+    if device.type != "cuda":
+        raise LlaraKitError(
+            f"accelerate's config asks for {engine} but this run is on {device.type}, where "
+            "accelerate would quietly fall back to plain data parallel; launch it on CUDA GPUs, "
+            "or use torchrun (docs/scaling.md) for data parallel on CPUs.")
+    if engine == "FSDP" and os.environ.get("FSDP_VERSION", "1") != "2":
+        raise LlaraKitError(
+            f"FSDP version {os.environ.get('FSDP_VERSION', '1')} keeps the frozen bf16 weights "
+            "and the fp32 LoRA weights of a layer in one flat parameter, which it refuses; set "
+            "fsdp_version: 2 in accelerate's config (examples/accelerate/fsdp-7b.yaml).")
+    have = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+    if engine == "FSDP" and have < FSDP2_TORCH:
+        raise LlaraKitError(
+            f"FSDP with frozen bf16 weights and fp32 LoRA weights needs PyTorch "
+            f"{'.'.join(map(str, FSDP2_TORCH))} or newer, but this is {torch.__version__}; "
+            "upgrade torch, or train with DDP or DeepSpeed.")
+
+
+def make_accelerator(device: str, grad_accum: int = 1) -> tuple[Accelerator, torch.device]:
+    """(accelerator, this process's device), for training; the trainer places the model.
+    The accelerator accumulates ``grad_accum`` micro-batches per optimizer step, the same
+    way for DDP, FSDP and DeepSpeed."""
     chosen = process_device(device)
+    check_engine(chosen)
     # Text-only micro-batches leave the projector without a gradient: DDP must allow that.
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
     accelerator = Accelerator(cpu=launched() and chosen.type == "cpu", device_placement=False,
-                              kwargs_handlers=[unused])
+                              kwargs_handlers=[unused], gradient_accumulation_steps=grad_accum)
     return accelerator, chosen
+
+
+def configure_deepspeed(accelerator: Accelerator, batch_size: int, grad_accum: int,
+                        max_grad_norm: float) -> None:
+    """Give DeepSpeed the run's own settings before ``prepare`` (the trainer feeds it no
+    data loader to read them from): one rank's micro-batch, accumulation and clipping."""
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return
+    config = accelerator.state.deepspeed_plugin.deepspeed_config
+    config.update(deepspeed_settings(batch_size, grad_accum, max_grad_norm,
+                                     accelerator.num_processes))
+
+
+def deepspeed_settings(batch_size: int, grad_accum: int, max_grad_norm: float,
+                       world: int) -> dict[str, int | float]:
+    """The DeepSpeed config entries llara-kit owns, for ``world`` processes."""
+    per_rank = -(-batch_size // world)  # the largest slice a rank gets
+    return {"train_micro_batch_size_per_gpu": per_rank,
+            "gradient_accumulation_steps": grad_accum,
+            "train_batch_size": per_rank * grad_accum * world,
+            "gradient_clipping": max_grad_norm}
 
 
 def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
@@ -62,15 +132,12 @@ def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
     return np.array_split(indices, world)[rank]
 
 
-def fold_small(batches: list[np.ndarray], world: int) -> list[np.ndarray]:
-    """Merge any batch too small to give every rank a sample into the one before it."""
-    out: list[np.ndarray] = []
-    for batch in batches:
-        if len(batch) < world and out:
-            out[-1] = np.concatenate([out[-1], batch])
-        else:
-            out.append(batch)
-    return out
+def my_share(n: int, rank: int, world: int) -> tuple[np.ndarray, bool]:
+    """(this rank's positions in a micro-batch of ``n`` samples, whether they are a stand-in).
+    A rank left without a sample takes sample 0 as a stand-in whose loss counts 0, so that
+    every rank joins each gradient exchange and the plan does not depend on ``world``."""
+    mine = shard(np.arange(n), rank, world)
+    return (mine, False) if len(mine) else (np.zeros(1, dtype=np.int64), True)
 
 
 def gather_rows(local: np.ndarray) -> np.ndarray:

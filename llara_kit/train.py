@@ -30,7 +30,7 @@ from llara_kit import run_folder
 from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
 from llara_kit.devices import bf16_supported
-from llara_kit.distributed import fold_small, make_accelerator, shard
+from llara_kit.distributed import configure_deepspeed, make_accelerator, my_share
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.lengths import fit_prompts, free_memory, step_memory
@@ -110,7 +110,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, console: Console | None = None,
                  show_progress: bool = True, backbone: Backbone | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.accelerator, self.device = make_accelerator(cfg.device)
+        self.accelerator, self.device = make_accelerator(cfg.device, cfg.grad_accum)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.console = (console or Console(stderr=True)) if self.is_main else Console(quiet=True)
@@ -144,10 +144,12 @@ class Trainer:
             for layer in self.model.llm.get_decoder().layers:
                 layer.compile(dynamic=True)  # per layer: one graph, reused 30 times
         self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
+        configure_deepspeed(self.accelerator, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm)
         self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        # after prepare: FSDP puts sharded tensors in place of the parameters
+        self.params = [p for p in self.engine.parameters() if p.requires_grad]
         self.plan = self._make_plan()
         n_train = len(self.data.splits["train"])
         if cfg.max_train_samples is None and len(self.plan.samples) < n_train:
@@ -191,11 +193,7 @@ class Trainer:
         size = min(self.subset_size(), len(pool))
         samples = pool if size == len(pool) else np.sort(
             _rng(self.cfg, _SUBSET).choice(pool, size=size, replace=False))
-        if size < self.world:
-            raise LlaraKitError(f"{size} train samples cannot feed {self.world} processes; "
-                                "train on more samples or launch fewer processes.")
-        full, last = divmod(size, self.cfg.batch_size)
-        micro = full + (last >= self.world or full == 0)  # a smaller last one is folded
+        micro = math.ceil(size / self.cfg.batch_size)  # the same for any number of processes
         total = math.ceil(self.cfg.epochs * micro / self.cfg.grad_accum)
         return Plan(samples, micro, total)
 
@@ -215,7 +213,6 @@ class Trainer:
             chunk = chunk[np.argsort(size[start : start + group], kind="stable")]
             batches += [chunk[i : i + self.cfg.batch_size]
                         for i in range(0, len(chunk), self.cfg.batch_size)]
-        batches = fold_small(batches, self.world)
         return [batches[i] for i in rng.permutation(len(batches))], cands
 
     def global_micro_batch(self, g: int) -> np.ndarray:
@@ -224,17 +221,19 @@ class Trainer:
         return self._epoch(epoch)[0][j]
 
     def micro_batch(self, g: int, p_hybrid: float, p_shortlist: float = 0.0) -> Batch:
-        """This rank's slice of micro-batch ``g``: hybrid samples drawn with ``p_hybrid``,
-        shortlists with ``p_shortlist`` (the draws are made for the whole micro-batch, so they
-        do not depend on the rank count), with each candidate's encoder score."""
+        """This rank's slice of micro-batch ``g``, on its device (a stand-in sample where it
+        has none, see ``my_share``): hybrid samples drawn with ``p_hybrid``, shortlists with
+        ``p_shortlist`` (the draws are made for the whole micro-batch, so they do not depend on
+        the rank count), with each candidate's encoder score."""
         idx = self.global_micro_batch(g)
         train = self.data.splits["train"]
         targets = train.targets[idx]
         cands, short = self.candidate_lists(g, p_shortlist)
         hybrid = _rng(self.cfg, _HYBRID, g).random(len(idx)) < p_hybrid
         phrasing = _rng(self.cfg, _PHRASING, g).integers(0, 1 << 16, size=len(idx))
+        mine, _ = my_share(len(idx), self.rank, self.world)
         idx, targets, cands, hybrid, phrasing = (
-            shard(a, self.rank, self.world) for a in (idx, targets, cands, hybrid, phrasing))
+            a[mine] for a in (idx, targets, cands, hybrid, phrasing))
         prompts = [
             self.template.render(self.data.titles, train.history_of(i), c.tolist(),
                                  bool(h), int(ph))
@@ -243,7 +242,7 @@ class Trainer:
         answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
         target_pos = np.argmax(cands == targets[:, None], axis=1).tolist()
         return collate(self.backbone, prompts, answers, target_pos,
-                       base_scores=self.lists.base_scores(self.data, idx, cands))
+                       base_scores=self.lists.base_scores(self.data, idx, cands)).to(self.device)
 
     def candidate_lists(self, g: int, p_shortlist: float) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch ``g``'s (B, C) candidate lists and (B,) which are shortlists."""
@@ -349,20 +348,27 @@ class Trainer:
         started = time.perf_counter()
         # loss x share, tokens, samples, hybrid samples, shortlists
         stats = torch.zeros(5, dtype=torch.float64)
-        for k, g in enumerate(micro):
+        # accelerate syncs gradients (and DeepSpeed steps) when its count reaches grad_accum:
+        # started so that it does on this step's last micro-batch, also in a short last step
+        self.accelerator.step = cfg.grad_accum - len(micro)
+        for g in micro:
             # dropout: reproducible on resume, rank 0 as in a one-process run
             torch.manual_seed(cfg.seed * 1_000_003 + g + self.rank * (1 << 40))
-            batch = self.micro_batch(g, p, p_short).to(self.device)
-            shortlists = shard(self.candidate_lists(g, p_short)[1], self.rank, self.world).sum()
-            share = len(batch.hybrid) / len(self.global_micro_batch(g))  # this rank's share
-            last = k == len(micro) - 1  # ranks exchange gradients once per optimizer step
-            with nullcontext() if last else self.accelerator.no_sync(self.engine):
+            batch = self.micro_batch(g, p, p_short)
+            n = len(self.global_micro_batch(g))
+            mine, stand_in = my_share(n, self.rank, self.world)
+            share = 0.0 if stand_in else len(mine) / n  # this rank's share of the samples
+            with self.accelerator.accumulate(self.engine):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                     loss = self.engine(batch)
-                # the engine averages over ranks: weighted so that gives the global mean
-                self.accelerator.backward(loss * (share * self.world / len(micro)))
-            stats += torch.tensor([loss.item() * share, batch.n_tokens, len(batch.hybrid),
-                                   int(batch.hybrid.sum()), shortlists], dtype=torch.float64)
+                # the engine averages over ranks and accelerate divides by grad_accum:
+                # weighted so that they give the mean over this step's samples
+                self.accelerator.backward(
+                    loss * (share * self.world * cfg.grad_accum / len(micro)))
+            if not stand_in:
+                shortlists = self.candidate_lists(g, p_short)[1][mine].sum()
+                stats += torch.tensor([loss.item() * share, batch.n_tokens, len(batch.hybrid),
+                                       int(batch.hybrid.sum()), shortlists], dtype=torch.float64)
         loss_sum, tokens, samples, hybrid, shortlists = (
             self.accelerator.reduce(stats.to(self.device), "sum").tolist())
         tokens, samples, hybrid = int(tokens), int(samples), int(hybrid)

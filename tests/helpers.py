@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ from llara_kit.data import DataSettings, PreparedData, prepare_data
 from llara_kit.llm import resolve_llm
 from llara_kit.train import train
 
+# Where tests put their models and batches: the CPU unless LLARA_KIT_TEST_DEVICE says otherwise
+# (``LLARA_KIT_TEST_DEVICE=cuda make test`` runs the suite on a GPU).
+TEST_DEVICE = os.environ.get("LLARA_KIT_TEST_DEVICE", "cpu")
 CYCLE_SETTINGS = DataSettings(history=5, candidates=10, split=(0.6, 0.2, 0.2))
 
 
@@ -56,7 +60,7 @@ def train_tiny(root: Path, name: str, **kw) -> Path:
     cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
                       llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
                       candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                      batch_size=4, grad_accum=1, max_train_samples=16,
+                      batch_size=4, grad_accum=1, max_train_samples=16, device=TEST_DEVICE,
                       encoder_options={"hidden_size": 16},
                       **kw)
     train(cfg, root / name, show_progress=False)

@@ -1,26 +1,39 @@
-"""Data-parallel runs: two processes (torchrun, gloo on the CPU) against one process with the
-same global batch, for training and for evaluation."""
+"""Data-parallel runs: 2, 3 and 4 processes (torchrun, gloo on the CPU) against one process
+with the same global batch, for training and for evaluation."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+from helpers import CYCLE_SETTINGS, TEST_DEVICE, tiny_llm_folder, write_cycle_files
 from safetensors.torch import load_file
 
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
 from llara_kit.devices import pick_device
-from llara_kit.distributed import command, fold_small, shard
+from llara_kit.distributed import (
+    check_engine,
+    command,
+    deepspeed_settings,
+    my_share,
+    shard,
+    sharding_engine,
+)
 from llara_kit.errors import LlaraKitError
 from llara_kit.storage import read_jsonl
 from llara_kit.train import Trainer
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "accelerate"
 
 
 def test_shards_cover_the_batch_in_order():
@@ -30,10 +43,10 @@ def test_shards_cover_the_batch_in_order():
     assert np.array_equal(np.concatenate(parts), idx)
 
 
-def test_small_batches_fold_into_the_one_before():
-    batches = [np.arange(4), np.arange(4, 8), np.arange(8, 9)]
-    assert [len(b) for b in fold_small(batches, 2)] == [4, 5]
-    assert [len(b) for b in fold_small(batches, 1)] == [4, 4, 1]
+def test_a_rank_without_a_sample_gets_a_stand_in():
+    assert [my_share(3, r, 4)[1] for r in range(4)] == [False, False, False, True]
+    assert np.array_equal(my_share(3, 3, 4)[0], [0])  # sample 0, whose loss counts 0
+    assert [len(my_share(5, r, 2)[0]) for r in range(2)] == [3, 2]
 
 
 def test_device_names_are_checked():
@@ -48,23 +61,30 @@ def test_device_names_are_checked():
             pick_device("cuda:0")
 
 
-def test_the_plan_counts_folded_micro_batches(tmp_path):
-    """17 samples in micro-batches of 4 over 2 ranks: the single last sample joins the batch
-    before it, and the plan's count of micro-batches says so."""
+def test_the_plan_does_not_depend_on_the_number_of_processes(tmp_path):
+    """17 samples in micro-batches of 4: five micro-batches, the last of one sample, for one
+    process and for five (where four ranks run a stand-in in the last)."""
     s = CYCLE_SETTINGS
     cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(tmp_path / "cycle")),
                       llm=str(tiny_llm_folder(tmp_path / "tiny")), history=s.history,
                       candidates=s.candidates, split=s.split, template="item",
-                      batch_size=4, grad_accum=1, max_train_samples=17,
+                      batch_size=4, grad_accum=1, max_train_samples=17, device=TEST_DEVICE,
                       encoder_options={"hidden_size": 16})
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
-    assert trainer.plan.micro_per_epoch == len(trainer._epoch(0)[0]) == 5
-    trainer.world = 2  # as if launched on two processes (only the plan reads it here)
+    one = trainer._epoch(0)[0]
+    assert trainer.plan.micro_per_epoch == len(one) == 5
+    assert sorted(map(len, one)) == [1, 4, 4, 4, 4]
+    trainer.world = 5  # as if launched on five processes (only the plan and slices read it)
     trainer._epoch.cache_clear()
     trainer.plan = trainer._make_plan()
-    batches = trainer._epoch(0)[0]
-    assert trainer.plan.micro_per_epoch == len(batches) == 4
-    assert sorted(map(len, batches)) == [4, 4, 4, 5]
+    assert trainer.plan.micro_per_epoch == 5
+    assert all(np.array_equal(a, b) for a, b in zip(trainer._epoch(0)[0], one, strict=True))
+    last = next(g for g, b in enumerate(one) if len(b) == 1)
+    slices = []
+    for rank in range(5):
+        trainer.rank = rank
+        slices.append(len(trainer.micro_batch(last, 1.0).hybrid))
+    assert slices == [1, 1, 1, 1, 1]  # rank 0's sample, and four stand-ins
 
 
 def test_launched_train_needs_one_out_folder():
@@ -80,27 +100,34 @@ def _llara_kit(processes: int, *args: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+PROCESSES = (1, 2, 3, 4)
+EVALUATED = (1, 3)  # three processes score uneven slices of the users
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same settings trained by two processes and by one (two-process run first, so its
-    rank 0 pre-trains the encoder while rank 1 waits)."""
+    """The same settings trained by 1, 2, 3 and 4 processes (the default micro-batch of 2
+    leaves ranks 2 and 3 without a sample: they run stand-ins). The several-process runs go
+    first, so that a rank 0 pre-trains the encoder while the other ranks wait."""
     root = tmp_path_factory.mktemp("ddp")
     s = CYCLE_SETTINGS
-    # 18 samples in micro-batches of 4, two per step: three steps, one of them with the
-    # micro-batch of 2 that gives each rank a single sample.
+    # 17 samples in micro-batches of 2 (one of them holds one sample), two per step: five
+    # steps, the last of one micro-batch.
     settings = {
         "dataset": "csv", "data_dir": str(write_cycle_files(root / "cycle")),
         "llm": str(tiny_llm_folder(root / "tiny")), "history": s.history,
         "candidates": s.candidates, "split": list(s.split), "template": "item",
-        "precision": "fp32", "batch_size": 4, "grad_accum": 2, "max_train_samples": 18,
+        "precision": "fp32", "grad_accum": 2, "max_train_samples": 17, "device": "cpu",
         "lora_dropout": 0.0, "lr": 1e-2, "encoder_options": {"hidden_size": 16},
     }
     toml = root / "config.toml"
     toml.write_text("\n".join(f"{k} = {_toml(v)}" for k, v in settings.items()) + "\n")
-    for processes, name in ((2, "two"), (1, "one")):
-        _llara_kit(processes, "train", "--config", str(toml), "--out", str(root / name))
-        _llara_kit(processes, "evaluate", str(root / name), "--no-fuse")
-    return root / "one", root / "two"
+    for processes in sorted(PROCESSES, reverse=True):
+        out = root / str(processes)
+        _llara_kit(processes, "train", "--config", str(toml), "--out", str(out))
+        if processes in EVALUATED:
+            _llara_kit(processes, "evaluate", str(out), "--no-fuse")
+    return {n: root / str(n) for n in PROCESSES}
 
 
 def _toml(value) -> str:
@@ -109,19 +136,20 @@ def _toml(value) -> str:
     return json.dumps(value)
 
 
-def test_two_processes_train_like_one(runs):
-    one, two = runs
-    log1, log2 = read_jsonl(one / "train_log.jsonl"), read_jsonl(two / "train_log.jsonl")
+@pytest.mark.parametrize("processes", PROCESSES[1:])
+def test_several_processes_train_like_one(runs, processes):
+    one, many = runs[1], runs[processes]
+    log1, log2 = read_jsonl(one / "train_log.jsonl"), read_jsonl(many / "train_log.jsonl")
+    assert sum(e["samples"] for e in log1) == 17 and len(log1) == 5
     assert [e["samples"] for e in log2] == [e["samples"] for e in log1]
-    assert sum(e["samples"] for e in log1) == 18 and len(log1) == 3
     assert [e["hybrid_share"] for e in log2] == [e["hybrid_share"] for e in log1]
     assert [e["tokens"] for e in log2] == [e["tokens"] for e in log1]
     # the same loss of the same global micro-batches, up to summation order
     np.testing.assert_allclose([e["loss"] for e in log2], [e["loss"] for e in log1], rtol=1e-4)
-    assert json.loads((two / "summary.json").read_text())["processes"] == 2
+    assert json.loads((many / "summary.json").read_text())["processes"] == processes
     for file in ("adapter/adapter_model.safetensors", "projector.safetensors",
                  "objective.safetensors"):
-        w1, w2 = load_file(one / file), load_file(two / file)
+        w1, w2 = load_file(one / file), load_file(many / file)
         assert w1.keys() == w2.keys()
         # Adam divides by the gradient's size, so rounding differences in near-zero gradients
         # move weights by up to ~1e-5 here; the score head's bias shifts every candidate's
@@ -130,13 +158,78 @@ def test_two_processes_train_like_one(runs):
             torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=1e-4, msg=key)
 
 
-def test_two_processes_evaluate_every_user_once(runs):
-    one, two = runs
+def test_several_processes_evaluate_every_user_once(runs):
+    one, many = (runs[n] for n in EVALUATED)
     rows1 = read_jsonl(one / "predictions-test-score.jsonl")
-    rows2 = read_jsonl(two / "predictions-test-score.jsonl")
+    rows2 = read_jsonl(many / "predictions-test-score.jsonl")
+    assert len(rows1) % EVALUATED[1]  # the processes' slices of the users are uneven
     assert [r["user"] for r in rows2] == [r["user"] for r in rows1]  # all users, in order
     s1, s2 = (np.array([r["scores"] for r in rows]) for rows in (rows1, rows2))
     # up to the head's bias (see above), which shifts a user's scores alike
     np.testing.assert_allclose(s2 - s2.mean(1, keepdims=True), s1 - s1.mean(1, keepdims=True),
                                atol=1e-3)
     assert [r["hit"] for r in rows2] == [r["hit"] for r in rows1]
+
+
+def _launch_env(config: Path) -> dict[str, str]:
+    """The settings ``accelerate launch --config_file CONFIG`` hands its processes (read with
+    accelerate's own launcher code)."""
+    args = launch_command_parser().parse_args(["--config_file", str(config), "-m", "llara_kit"])
+    args, defaults, _ = _validate_launch_command(args)
+    if args.use_deepspeed:
+        args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+        env = prepare_deepspeed_cmd_env(args)[1]
+    else:
+        env = prepare_multi_gpu_env(args)
+    return {k: v for k, v in env.items() if k.startswith(("ACCELERATE_", "FSDP_"))}
+
+
+@pytest.mark.parametrize(("config", "engine"), [("fsdp-7b.yaml", "FSDP"),
+                                                ("deepspeed-zero3-7b.yaml", "DeepSpeed")])
+def test_sharding_configs_refuse_a_cpu_run_in_one_sentence(tmp_path, monkeypatch, config,
+                                                           engine):
+    """accelerate would quietly run FSDP and DeepSpeed configs as plain data parallel on
+    CPUs: ``train`` refuses instead, before loading anything."""
+    for key, value in _launch_env(EXAMPLES / config).items():
+        monkeypatch.setenv(key, value)
+    s = CYCLE_SETTINGS
+    result = CliRunner().invoke(cli, [
+        "train", "--dataset", "csv", "--data-dir", str(write_cycle_files(tmp_path / "cycle")),
+        "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--history", str(s.history),
+        "--candidates", str(s.candidates), "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    message = result.output.strip().splitlines()
+    assert message == [f"Error: accelerate's config asks for {engine} but this run is on cpu, "
+                       "where accelerate would quietly fall back to plain data parallel; launch "
+                       "it on CUDA GPUs, or use torchrun (docs/scaling.md) for data parallel on "
+                       "CPUs."]
+
+
+def test_the_data_parallel_config_is_not_a_sharding_engine(monkeypatch):
+    for key, value in _launch_env(EXAMPLES / "multi-gpu.yaml").items():
+        monkeypatch.setenv(key, value)
+    assert sharding_engine() is None
+
+
+def test_fsdp_needs_version_2_and_a_recent_torch(monkeypatch):
+    cuda = torch.device("cuda")  # only its type is read
+    for key, value in _launch_env(EXAMPLES / "fsdp-7b.yaml").items():
+        monkeypatch.setenv(key, value)
+    check_engine(cuda)  # the example: FSDP2 on this torch
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(LlaraKitError, match="FSDP version 1 keeps the frozen bf16 weights"):
+        check_engine(cuda)
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    monkeypatch.setattr(torch, "__version__", "2.7.1+cu126")
+    with pytest.raises(LlaraKitError, match=r"needs PyTorch 2\.8 or newer, but this is 2\.7\.1"):
+        check_engine(cuda)
+
+
+def test_deepspeed_takes_the_runs_own_settings():
+    """Three processes share a micro-batch of 4 (slices of 2, 1, 1): DeepSpeed's micro-batch
+    is the largest slice, its accumulation and clipping the run's."""
+    assert deepspeed_settings(4, 8, 0.5, 3) == {
+        "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
+        "train_batch_size": 48, "gradient_clipping": 0.5}
+    settings = yaml.safe_load((EXAMPLES / "deepspeed-zero3-7b.yaml").read_text())
+    assert not settings["deepspeed_config"].keys() & deepspeed_settings(1, 1, 1.0, 1).keys()
