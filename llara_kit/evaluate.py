@@ -25,6 +25,7 @@ import torch
 
 from llara_kit.config import CANDIDATE_SOURCES, MODES
 from llara_kit.data.protocol import SPLITS
+from llara_kit.devices import scoring_autocast
 from llara_kit.distributed import gather_rows, main_writes, process_share, shard
 from llara_kit.encoders import Encoder
 from llara_kit.errors import LlaraKitError
@@ -91,9 +92,12 @@ def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_s
     titles = _candidate_titles(run, candidates)
     base = candidate_scores(_cpu_encoder(run), run.data, split, layout.candidates)[mine]
     objective = run.model.objective
-    scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl],
-                              torch.from_numpy(base[sl])).numpy()
-              for sl in _batches(len(prompts), batch_size, label, show_progress and rank == 0)]
+    device = next(run.model.parameters()).device
+    with scoring_autocast(device, run.config.precision):
+        scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl],
+                                  torch.from_numpy(base[sl])).float().numpy()
+                  for sl in _batches(len(prompts), batch_size, label,
+                                     show_progress and rank == 0)]
     return gather_rows(np.concatenate(scores) if scores
                        else np.zeros(candidates.shape, dtype=np.float32))
 
@@ -202,9 +206,11 @@ def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: 
         target_pos = s.target_positions()[:n]
         answers = []
         constrain = cand_titles if mode == "constrained" else None
-        for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
-            answers += greedy_answers(run.model, run.backbone, prompts[sl],
-                                      constrain[sl] if constrain else None)
+        device = next(run.model.parameters()).device
+        with scoring_autocast(device, run.config.precision):
+            for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
+                answers += greedy_answers(run.model, run.backbone, prompts[sl],
+                                          constrain[sl] if constrain else None)
         valid, hits = np.zeros(len(answers)), np.zeros(len(answers))
         for i, answer in enumerate(answers):
             first = answer.strip().split("\n")[0].strip()

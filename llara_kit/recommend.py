@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llara_kit.devices import scoring_autocast
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import normalise, uses_hybrid
 from llara_kit.fusion import fuse, fused_method
@@ -98,9 +99,11 @@ class Recommender:
             scores = base[0]
         else:
             prompt = run.template.render(data.titles, hist, cands, self.hybrid)
-            llm = run.model.eval().objective.score(
-                run.model, run.backbone, [prompt], [[data.titles[c] for c in cands]],
-                torch.from_numpy(base)).numpy()  # (1, C)
+            device = next(run.model.parameters()).device
+            with scoring_autocast(device, run.config.precision):
+                llm = run.model.eval().objective.score(
+                    run.model, run.backbone, [prompt], [[data.titles[c] for c in cands]],
+                    torch.from_numpy(base)).float().numpy()  # (1, C)
             scores = llm[0] if self.fusion is None else fuse(llm, base, float(self.fusion))[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [Recommendation(data.raw_item_ids[cands[i]], data.titles[cands[i]],

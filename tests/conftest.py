@@ -13,7 +13,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import TEST_DEVICE
 
+from llara_kit.devices import pick_device
+from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import DISABLE_AUTOLOAD_ENV
 from llara_kit.storage import HOME_ENV
 
@@ -31,12 +35,22 @@ def pytest_configure(config: pytest.Config) -> None:
         (root / folder).mkdir()
         os.environ[name] = str(root / folder)
     os.environ[DISABLE_AUTOLOAD_ENV] = "1"
+    try:
+        pick_device(TEST_DEVICE)
+    except LlaraKitError as e:
+        raise pytest.UsageError(f"LLARA_KIT_TEST_DEVICE: {e}") from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     root = config.stash.get(_root_key, None)
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """Where a test puts models and batches: ``LLARA_KIT_TEST_DEVICE``, the CPU by default."""
+    return torch.device(TEST_DEVICE)
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, train_tiny
+from helpers import CYCLE_SETTINGS, TEST_DEVICE, train_tiny
 
 import llara_kit
 from llara_kit.batching import collate
 from llara_kit.cli import cli
+from llara_kit.devices import bf16_supported, scoring_autocast
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluate import evaluate, normalise, split_prompts
 from llara_kit.inference import candidate_logprobs, greedy_answers
@@ -20,6 +21,8 @@ from llara_kit.recommend import Recommender
 from llara_kit.run import load_run, zero_shot_view
 from llara_kit.run_folder import load_metrics
 from llara_kit.storage import read_jsonl
+
+pytestmark = pytest.mark.gpu  # run first by the GPU check, on LLARA_KIT_TEST_DEVICE
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,22 @@ def head_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(run_dir):
-    return load_run(run_dir)
+    return load_run(run_dir, device=TEST_DEVICE)
+
+
+def test_bf16_scoring_on_a_gpu_matches_fp32(run, device):
+    """Scoring autocasts to bf16 on a CUDA GPU: every score within 5% of the user's fp32
+    score range (a tolerance not yet measured on a GPU: the GPU check runs this first)."""
+    if not (device.type == "cuda" and bf16_supported(device)):
+        pytest.skip("needs LLARA_KIT_TEST_DEVICE=cuda on a GPU with bf16")
+    prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=8)
+    titles = [[run.data.titles[c] for c in row] for row in cands]
+    score = run.model.objective.score
+    exact = score(run.model, run.backbone, prompts, titles).float()  # (B, C)
+    with scoring_autocast(device, "auto"):
+        fast = score(run.model, run.backbone, prompts, titles).float()
+    spread = (exact.max(1).values - exact.min(1).values)[:, None]
+    assert ((fast - exact).abs() <= 0.05 * spread + 1e-4).all()
 
 
 def test_cached_scoring_equals_a_full_forward(run):
@@ -45,7 +63,7 @@ def test_cached_scoring_equals_a_full_forward(run):
     titles = [[run.data.titles[c] for c in row] for row in cands]
     lp, n_tok = candidate_logprobs(run.model, run.backbone, prompts, titles)
     for b, c in ((0, 0), (1, 7)):
-        batch = collate(run.backbone, [prompts[b]], [titles[b][c]])
+        batch = collate(run.backbone, [prompts[b]], [titles[b][c]]).to(TEST_DEVICE)
         with torch.no_grad():
             hidden = run.model.hidden_states(batch)[0]
             logp = run.model.llm.get_output_embeddings()(hidden).float().log_softmax(-1)

@@ -29,6 +29,8 @@ from llara_kit.shortlists import MISSED, list_ranks, shortlists
 from llara_kit.train import Trainer, check_components
 from llara_kit.training_lists import user_folds
 
+pytestmark = pytest.mark.gpu  # run first by the GPU check, on LLARA_KIT_TEST_DEVICE
+
 
 @pytest.fixture(scope="module")
 def second_dir(tmp_path_factory):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, tiny_llm_folder, write_cycle_files
+from helpers import CYCLE_SETTINGS, TEST_DEVICE, tiny_llm_folder, write_cycle_files
 from rich.console import Console
 from safetensors.torch import load_file
 
@@ -22,6 +22,8 @@ from llara_kit.run import choose_encoder, load_prepared, load_run
 from llara_kit.run_folder import read_config, write_config
 from llara_kit.storage import HOME_ENV, read_jsonl
 from llara_kit.train import Trainer, learning_rate, train
+
+pytestmark = pytest.mark.gpu  # run first by the GPU check, on LLARA_KIT_TEST_DEVICE
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +37,7 @@ def config(assets, **kw) -> TrainConfig:
     s = CYCLE_SETTINGS
     base = dict(dataset="csv", data_dir=assets["data_dir"], llm=assets["llm"], history=s.history,
                 candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                batch_size=4, grad_accum=1, max_train_samples=16,
+                batch_size=4, grad_accum=1, max_train_samples=16, device=TEST_DEVICE,
                 encoder_options={"hidden_size": 16})
     return TrainConfig(**(base | kw))
 
@@ -223,7 +225,7 @@ def test_run_folder_reloads(assets, tmp_path):
     batch = trainer.micro_batch(0, 1.0)
     with torch.no_grad():
         expected = trainer.model.eval()(batch)
-        loaded = load_run(tmp_path)
+        loaded = load_run(tmp_path, device=TEST_DEVICE)
         assert torch.allclose(loaded.model(batch), expected, atol=1e-5)
     assert loaded.config == trainer.cfg and loaded.data.hash == trainer.data.hash
 
