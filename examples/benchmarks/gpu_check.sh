@@ -90,10 +90,11 @@ throughput)
 train)
   [ -f "$GGUF" ] || { echo "no SmolLM2 GGUF at $GGUF: nothing to train"; exit 1; }
   full=$([ "$QUICK" = 1 ] && echo 8 || echo 16384)  # train samples: 1 epoch fits the time
+  batch=$([ "$QUICK" = 1 ] && echo 2 || echo 32)
   limit=$([ "$QUICK" = 1 ] && echo "--limit 4")  # the dry run scores 4 users
   elapsed "LLaRA with the real SmolLM2 on $full ML-100K train samples (1 epoch), evaluated"
-  timeout $((240 * SLOW)) $PY -m llara_kit train --llm "$GGUF" "${DATA[@]}" --max-train-samples "$full" \
-    --epochs 1 --batch-size 32 --grad-accum 1 --out "$OUT/full" \
+  timeout $((240 * SLOW)) $PY -m llara_kit train --llm "$GGUF" "${DATA[@]}" \
+    --max-train-samples "$full" --epochs 1 --batch-size "$batch" --grad-accum 1 --out "$OUT/full" \
     && record train "$OUT/full/summary.json" \
     && timeout $((90 * SLOW)) $PY -m llara_kit evaluate "$OUT/full" --batch-size 64 $limit --json \
        > "$OUT/full-metrics.json" && record evaluate "$OUT/full-metrics.json" \
