@@ -43,6 +43,12 @@ def _data(name: str, help: str | None = None) -> Any:
     return _f(setting.default, help or setting.metadata["help"])
 
 
+# Options an objective trains with unless they are given. The head's score is a correction on
+# its encoder's (``residual``): it beat the plain head on valid at seeds 0, 1 and 2
+# (docs/results.md, examples/benchmarks/seed_pairs.py). Run folders store them resolved.
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {"head": {"residual": True}}
+
+
 @dataclass
 class TrainConfig:
     # components
@@ -60,7 +66,9 @@ class TrainConfig:
     projector_options: dict = _f({}, "Projector options.")
     schedule_options: dict = _f({}, "Schedule options, e.g. switch_at=0.4.")
     objective: str = _f("head", "Training objective plugin: head (score head) or title (paper).")
-    objective_options: dict = _f({}, "Objective options.")
+    objective_options: dict = _f(
+        {}, "Objective options, over the objective's defaults (head: residual=true, the "
+            "encoder's score as the base of the head's).")
     user_conditioned: bool = _f(
         True, "Candidates' behavioural tokens also carry the encoder's preference for them "
               "(see user_signal; an extension beyond the paper).")
@@ -127,6 +135,8 @@ class TrainConfig:
     checkpoint_every: int = _f(25, "Optimizer steps between checkpoints.")
 
     def __post_init__(self) -> None:
+        self.objective_options = (OBJECTIVE_DEFAULTS.get(self.objective, {})
+                                  | self.objective_options)
         self.split = tuple(float(x) for x in self.split)
         self.lora_targets = tuple(self.lora_targets)
         positive = ("history", "candidates", "min_history", "lora_r", "lora_alpha", "epochs",

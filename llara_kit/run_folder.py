@@ -38,6 +38,9 @@ FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
 # title_tokens existed titles were whole.
 _OLDER_RUNS = {"objective": "title", "user_conditioned": False, "user_signal": "product",
                "title_tokens": 0}
+# Objective options older runs trained with where a default has changed since (a run folder
+# stores its options resolved, so a missing one predates its default): the plain head.
+_OLDER_OPTIONS = {"head": {"residual": False}}
 COMPONENT_KINDS = ("encoder", "projector", "schedule", "template", "dataset", "objective")
 
 
@@ -121,8 +124,10 @@ def write_config(run_dir: Path, cfg: TrainConfig, data_manifest: dict[str, Any])
 def read_config(run_dir: Path) -> TrainConfig:
     """The resolved settings a run folder was trained with."""
     require_run(run_dir)
-    saved: dict[str, Any] = json.loads((Path(run_dir) / CONFIG).read_text())["config"]
-    return TrainConfig(**(_OLDER_RUNS | saved))
+    saved = _OLDER_RUNS | json.loads((Path(run_dir) / CONFIG).read_text())["config"]
+    saved["objective_options"] = (_OLDER_OPTIONS.get(saved["objective"], {})
+                                  | saved.get("objective_options", {}))
+    return TrainConfig(**saved)
 
 
 def read_data_manifest(run_dir: Path) -> dict[str, Any]:

@@ -152,10 +152,12 @@ def test_several_processes_train_like_one(runs, processes):
         w1, w2 = load_file(one / file), load_file(many / file)
         assert w1.keys() == w2.keys()
         # Adam divides by the gradient's size, so rounding differences in near-zero gradients
-        # move weights by up to ~1e-5 here; the score head's bias shifts every candidate's
-        # score alike, so its exact gradient is 0 and Adam turns rounding into steps ~lr.
+        # move weights: by up to 1.2e-4 here (a LoRA A matrix; the residual head starts at
+        # zero, so LoRA gradients are near zero in the first steps), against steps of lr =
+        # 1e-2. The score head's bias shifts every candidate's score alike, so its exact
+        # gradient is 0 and Adam turns rounding into steps ~lr.
         for key in w1.keys() - {"head.bias"}:
-            torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=1e-4, msg=key)
+            torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=5e-4, msg=key)
 
 
 def test_several_processes_evaluate_every_user_once(runs):

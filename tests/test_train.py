@@ -280,6 +280,18 @@ def test_config_precedence_and_errors(tmp_path):
         resolve(overrides={"batch_size": 0})
 
 
+def test_the_head_is_residual_unless_told_and_older_runs_keep_the_plain_head(tmp_path):
+    """The head's default options are resolved into the config (and so into config.json);
+    a stored head config without them predates the default and reads as the plain head."""
+    assert resolve().objective_options == {"residual": True}
+    assert resolve(overrides={"objective_options": {"residual": False}}
+                   ).objective_options == {"residual": False}
+    assert resolve(overrides={"objective": "title"}).objective_options == {}
+    saved = resolve().to_dict() | {"objective_options": {}}  # as runs before the default
+    (tmp_path / "config.json").write_text(json.dumps({"config": saved}))
+    assert read_config(tmp_path).objective_options == {"residual": False}
+
+
 def test_resume_refuses_changed_settings(assets, tmp_path):
     train(config(assets, max_train_samples=8), tmp_path / "r", show_progress=False)
     with pytest.raises(LlaraKitError, match="--resume with lr=0.1, but the run was started"):
