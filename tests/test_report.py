@@ -61,10 +61,10 @@ def test_compare_fits_80_columns(run_dir):
     lines = result.output.splitlines()
     table = lines[: next(i for i, line in enumerate(lines) if line.startswith("±"))]
     assert max(len(line) for line in table) <= 80
-    for label in ("popularity", "sasrec alone", "LLaRA head+uc"):  # whole, on one line
+    for label in ("popularity", "sasrec alone", "LLaRA head+r+uc"):  # whole, on one line
         assert any(line.lstrip().startswith(label) for line in table), label
     assert re.search(r"0\.\d{3}±\.\d{3}", result.output)
-    assert f"LLaRA head+uc: {run_dir}" in result.output
+    assert f"LLaRA head+r+uc: {run_dir}" in result.output
     assert re.search(r"HR@1 range over 2 draws: popularity \d\.\d{3}, sasrec alone", result.output)
     rows = json.loads(CliRunner().invoke(cli, ["compare", str(run_dir), "--json"]).output)
     assert all(len(row["HR@1 by draw"]) == 2 for row in rows.values())

@@ -73,7 +73,10 @@ def test_every_combination_trains(assets, tmp_path, encoder, projector, schedule
 
 
 def test_projector_gradient_only_from_hybrid_samples(assets, tmp_path):
-    trainer = Trainer(config(assets), tmp_path, show_progress=False)
+    # the plain head: the residual one starts at zero, so no gradient reaches the projector
+    # before its first step
+    trainer = Trainer(config(assets, objective_options={"residual": False}), tmp_path,
+                      show_progress=False)
     model = trainer.model.train()
     for p_hybrid, expect_grad in ((0.0, False), (1.0, True)):
         model.zero_grad(set_to_none=True)
