@@ -33,8 +33,9 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
-def scoring_autocast(device: torch.device, precision: str) -> torch.autocast:
-    """bf16 autocast for scoring on a CUDA GPU that has bf16, unless the run's ``precision``
-    is fp32 (as training autocasts); off on CPUs, whose fp32 scores stay exact."""
+def scoring_autocast(model: torch.nn.Module, precision: str) -> torch.autocast:
+    """bf16 autocast for scoring with ``model`` on a CUDA GPU that has bf16, unless the run's
+    ``precision`` is fp32 (as training autocasts); off on CPUs, whose fp32 scores stay exact."""
+    device = next(model.parameters()).device
     on = device.type == "cuda" and precision != "fp32" and bf16_supported(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)

@@ -92,8 +92,7 @@ def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_s
     titles = _candidate_titles(run, candidates)
     base = candidate_scores(_cpu_encoder(run), run.data, split, layout.candidates)[mine]
     objective = run.model.objective
-    device = next(run.model.parameters()).device
-    with scoring_autocast(device, run.config.precision):
+    with scoring_autocast(run.model, run.config.precision):
         scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl],
                                   torch.from_numpy(base[sl])).float().numpy()
                   for sl in _batches(len(prompts), batch_size, label,
@@ -206,8 +205,7 @@ def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: 
         target_pos = s.target_positions()[:n]
         answers = []
         constrain = cand_titles if mode == "constrained" else None
-        device = next(run.model.parameters()).device
-        with scoring_autocast(device, run.config.precision):
+        with scoring_autocast(run.model, run.config.precision):
             for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
                 answers += greedy_answers(run.model, run.backbone, prompts[sl],
                                           constrain[sl] if constrain else None)

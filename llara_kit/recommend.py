@@ -99,8 +99,7 @@ class Recommender:
             scores = base[0]
         else:
             prompt = run.template.render(data.titles, hist, cands, self.hybrid)
-            device = next(run.model.parameters()).device
-            with scoring_autocast(device, run.config.precision):
+            with scoring_autocast(run.model, run.config.precision):
                 llm = run.model.eval().objective.score(
                     run.model, run.backbone, [prompt], [[data.titles[c] for c in cands]],
                     torch.from_numpy(base)).float().numpy()  # (1, C)

@@ -52,7 +52,7 @@ def test_bf16_scoring_on_a_gpu_matches_fp32(run, device):
     titles = [[run.data.titles[c] for c in row] for row in cands]
     score = run.model.objective.score
     exact = score(run.model, run.backbone, prompts, titles).float()  # (B, C)
-    with scoring_autocast(device, "auto"):
+    with scoring_autocast(run.model, "auto"):
         fast = score(run.model, run.backbone, prompts, titles).float()
     spread = (exact.max(1).values - exact.min(1).values)[:, None]
     assert ((fast - exact).abs() <= 0.05 * spread + 1e-4).all()
