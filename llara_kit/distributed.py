@@ -120,11 +120,16 @@ def configure_deepspeed(accelerator: Accelerator, batch_size: int, grad_accum: i
 def deepspeed_settings(batch_size: int, grad_accum: int, max_grad_norm: float,
                        world: int) -> dict[str, int | float]:
     """The DeepSpeed config entries llara-kit owns, for ``world`` processes."""
-    per_rank = -(-batch_size // world)  # the largest slice a rank gets
+    per_rank = largest_share(batch_size, world)
     return {"train_micro_batch_size_per_gpu": per_rank,
             "gradient_accumulation_steps": grad_accum,
             "train_batch_size": per_rank * grad_accum * world,
             "gradient_clipping": max_grad_norm}
+
+
+def largest_share(batch_size: int, world: int) -> int:
+    """The most samples of a micro-batch one rank gets (at least 1: a stand-in)."""
+    return -(-batch_size // world)
 
 
 def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:

@@ -30,7 +30,12 @@ from llara_kit import run_folder
 from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
 from llara_kit.devices import bf16_supported
-from llara_kit.distributed import configure_deepspeed, make_accelerator, my_share
+from llara_kit.distributed import (
+    configure_deepspeed,
+    largest_share,
+    make_accelerator,
+    my_share,
+)
 from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.lengths import fit_prompts, free_memory, step_memory
@@ -162,7 +167,7 @@ class Trainer:
         """Refuse, in one sentence, a run whose training micro-batch of the longest prompts
         would not fit in the memory free on its device (the weights are loaded by now)."""
         config, cfg = self.backbone.model.config, self.cfg
-        batch = -(-cfg.batch_size // self.world)  # one process's share of a micro-batch
+        batch = largest_share(cfg.batch_size, self.world)  # one process's micro-batch
         bf16 = self.bf16 and self.device.type == "cuda"
         need = step_memory(config.num_hidden_layers, config.hidden_size,
                            config.num_attention_heads, batch, self.longest.tokens,
