@@ -17,10 +17,12 @@ from llara_kit.storage import write_json
 
 def main(figures: str, key: str, value: str) -> None:
     path = Path(figures)
-    source = Path(value)
-    text = source.read_text() if len(value) < 4096 and source.is_file() else value
+    try:
+        figure = json.loads(value)
+    except ValueError:  # not JSON text: a file holding it
+        figure = json.loads(Path(value).read_text())
     merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[key] = json.loads(text)
+    merged[key] = figure
     write_json(path, merged)
 
 
