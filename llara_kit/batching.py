@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Protocol
 
 import torch
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.llm import Backbone
+from llara_kit.llm import Tokenizer
 from llara_kit.prompts import Prompt
 
 IGNORE = -100  # label of tokens outside the target
+
+
+class Vocabulary(Protocol):
+    """What turns prompts into tokens: a ``Backbone``, or the ``LlaraModel`` built on one."""
+
+    tokenizer: Tokenizer
+    placeholder_id: int  # follows each title in text-only prompts
+    behaviour_id: int  # follows each title in hybrid prompts; its embedding is projected
 
 
 @dataclass
@@ -38,11 +47,17 @@ class Batch:
         return int(self.attention_mask.sum())
 
 
-def encode(backbone: Backbone, prompt: Prompt, answer: str | None) -> tuple[list[int], list[int]]:
+def answer_ids(vocab: Vocabulary, answer: str) -> list[int]:
+    """The tokens of an answer after the prompt: `` <answer><eos>`` (trained and scored)."""
+    tok = vocab.tokenizer
+    return tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
+def encode(vocab: Vocabulary, prompt: Prompt, answer: str | None
+           ) -> tuple[list[int], list[int]]:
     """Token ids and labels of prompt + `` <answer><eos>``; only the answer is labelled."""
-    tok = backbone.tokenizer
-    ids = tok(prompt.text, add_special_tokens=False)["input_ids"]
-    n_behaviour = sum(i == backbone.behaviour_id for i in ids)
+    ids = vocab.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    n_behaviour = sum(i == vocab.behaviour_id for i in ids)
     if n_behaviour != len(prompt.item_ids):
         raise LlaraKitError(
             f"The prompt holds {n_behaviour} behavioural tokens for {len(prompt.item_ids)} items; "
@@ -50,14 +65,14 @@ def encode(backbone: Backbone, prompt: Prompt, answer: str | None) -> tuple[list
         )
     labels = [IGNORE] * len(ids)
     if answer is not None:
-        tail = tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        tail = answer_ids(vocab, answer)
         ids, labels = ids + tail, labels + tail
     return ids, labels
 
 
-def _marker_positions(backbone: Backbone, ids: list[int], prompt: Prompt) -> list[int]:
+def _marker_positions(vocab: Vocabulary, ids: list[int], prompt: Prompt) -> list[int]:
     """Positions of the candidates' item markers: the last ``n_candidates`` markers."""
-    markers = (backbone.placeholder_id, backbone.behaviour_id)
+    markers = (vocab.placeholder_id, vocab.behaviour_id)
     at = [t for t, i in enumerate(ids) if i in markers]
     if len(at) < prompt.n_candidates:
         raise LlaraKitError(
@@ -67,14 +82,14 @@ def _marker_positions(backbone: Backbone, ids: list[int], prompt: Prompt) -> lis
     return at[len(at) - prompt.n_candidates:]
 
 
-def collate(backbone: Backbone, prompts: list[Prompt], answers: list[str | None],
+def collate(vocab: Vocabulary, prompts: list[Prompt], answers: list[str | None],
             target_pos: list[int] | None = None, pad_left: bool = False,
             base_scores: torch.Tensor | None = None) -> Batch:
     """Pad a list of samples into one batch (left padding for generation); ``base_scores``
     (B, C): the encoder's score of each candidate, when the caller has it."""
-    encoded = [encode(backbone, p, a) for p, a in zip(prompts, answers, strict=True)]
+    encoded = [encode(vocab, p, a) for p, a in zip(prompts, answers, strict=True)]
     width = max(len(ids) for ids, _ in encoded)
-    pad = backbone.tokenizer.pad_token_id
+    pad = vocab.tokenizer.pad_token_id
     B = len(encoded)
     input_ids = torch.full((B, width), pad, dtype=torch.long)
     labels = torch.full((B, width), IGNORE, dtype=torch.long)
@@ -89,7 +104,7 @@ def collate(backbone: Backbone, prompts: list[Prompt], answers: list[str | None]
         labels[row, cols] = torch.tensor(lab)
         mask[row, cols] = 1
         if C:
-            candidate_at[row] = torch.tensor(_marker_positions(backbone, ids, prompt)) + offset
+            candidate_at[row] = torch.tensor(_marker_positions(vocab, ids, prompt)) + offset
     histories = [p.item_ids[: len(p.item_ids) - p.n_candidates] for p in prompts]
     history = torch.zeros((B, max(1, *map(len, histories))), dtype=torch.long)
     for row, h in enumerate(histories):

@@ -6,17 +6,13 @@ import errno
 import json
 import os
 import sys
-import time
 import warnings
-from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
+from llara_kit import render
 from llara_kit.config import (
     CANDIDATE_SOURCES,
     DEVICE_HELP,
@@ -24,21 +20,14 @@ from llara_kit.config import (
     MODES,
     PRESETS,
     PretrainSettings,
-    TrainConfig,
-    field_default,
     resolve,
 )
-from llara_kit.data.settings import PROTOCOLS, SETTINGS, DataSettings
 from llara_kit.errors import LlaraKitError
+from llara_kit.options import config_options, data_options, data_request, key_values, overrides
 from llara_kit.plugins import KINDS, load_plugins
-from llara_kit.scaffold import KINDS as SCAFFOLD_KINDS
 from llara_kit.scaffold import write_plugin
 from llara_kit.storage import HOME_ENV
 from llara_kit.version import VERSION
-
-if TYPE_CHECKING:
-    from llara_kit.data import PreparedData
-    from llara_kit.lengths import TitleCut
 
 # Commands import torch, transformers and the model stack when they run, never at start:
 # `llara-kit --help` and `list-plugins` answer in well under a second.
@@ -92,101 +81,7 @@ def list_plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(plugins, indent=2))
         return
-    table = Table(title="llara-kit plugins")
-    table.add_column("plugin (source, version)", no_wrap=True)
-    table.add_column("status")
-    table.add_column("components")
-    for p in plugins:
-        status = "[green]ok[/]" if p["status"] == "ok" else f"[red]broken[/]: {p['error']}"
-        provided = p["components"]
-        components = "\n".join(
-            f"{kind}: {', '.join(provided[kind])}" for kind in KINDS if kind in provided
-        )
-        plugin = f"{p['name']}\n[dim]{p['source']}, {p['version']}[/]"
-        table.add_row(plugin, status, components or "-", end_section=True)
-    Console().print(table)
-
-
-def setting_option(name: str, default: Any, help: str) -> Any:
-    """A Click option for one setting. It defaults to None ("not given"), so that presets
-    and TOML files can fill it; dicts take repeatable KEY=VALUE, tuples a comma list."""
-    flag = "--" + name.replace("_", "-")
-    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    help_text = help if default in (None, {}) else f"{help}  [default: {shown}]"
-    if isinstance(default, bool):
-        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)
-    if isinstance(default, dict):
-        return click.option(flag.removesuffix("s"), name, multiple=True, metavar="KEY=VALUE",
-                            help=help_text)
-    if name == "protocol":
-        return click.option(flag, name, type=click.Choice(PROTOCOLS), help=help_text)
-    declared = str(FIELDS[name].type) if name in FIELDS else ""  # e.g. "float | None"
-    kind = next((t for t in (int, float) if isinstance(default, t)
-                 or declared.startswith(t.__name__)), str)
-    return click.option(flag, name, type=kind, default=None, help=help_text)
-
-
-def setting_value(name: str, value: Any, default: Any) -> Any:
-    """A command-line value in settings form; None and empty multiples mean "not given"."""
-    if isinstance(default, dict):
-        return key_values(value, f"--{name.replace('_', '-').removesuffix('s')}") or None
-    if isinstance(default, tuple) and value is not None:
-        parts = [v.strip() for v in value.split(",")]
-        if name != "split":
-            return tuple(parts)
-        try:
-            return tuple(float(v) for v in parts)
-        except ValueError:
-            raise click.BadParameter("give three numbers like 0.8,0.1,0.1.",
-                                     param_hint="--split") from None
-    return value
-
-
-def apply_options(options: list[Any], func: Any) -> Any:
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-# Which data set (TrainConfig's help) and how its samples are built (DataSettings').
-DATA_SOURCE = ("dataset", "data_dir", "data_options")
-
-
-def data_options(func):
-    """The options that choose a data set and how its samples are built."""
-    return apply_options(
-        [setting_option(n, field_default(n), FIELDS[n].metadata["help"]) for n in DATA_SOURCE]
-        + [setting_option(n, f.default, f.metadata["help"]) for n, f in SETTINGS.items()],
-        func)
-
-
-def load_data(kw: dict) -> tuple[PreparedData, bool]:
-    """Prepare (or reuse) the data named by ``data_options``; pops their keys from ``kw``."""
-    from llara_kit.data import prepare_data
-
-    source = {n: setting_value(n, kw.pop(n), field_default(n)) for n in DATA_SOURCE}
-    options = source["data_options"] or {}
-    if source["data_dir"] is not None:
-        options["data_dir"] = source["data_dir"]
-    given = {n: setting_value(n, kw.pop(n), f.default) for n, f in SETTINGS.items()}
-    settings = DataSettings(**{n: v for n, v in given.items() if v is not None})
-    dataset = source["dataset"] or field_default("dataset")
-    with stderr.status(f"Preparing {dataset} ..."):
-        return prepare_data(dataset, options, settings)
-
-
-def key_values(items: tuple[str, ...], param_hint: str) -> dict[str, Any]:
-    """``("a=1", "b=x")`` -> ``{"a": 1, "b": "x"}``: values are JSON where they parse."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE.", param_hint=param_hint)
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except ValueError:
-            out[key.strip().replace("-", "_")] = value
-    return out
+    Console().print(render.plugins_table(plugins, KINDS))
 
 
 @cli.group()
@@ -194,36 +89,23 @@ def data() -> None:
     """Prepare data sets and inspect prepared data."""
 
 
-def _show_data(prepared: PreparedData, reused: bool, as_json: bool,
-               titles: TitleCut | None = None) -> None:
-    m = prepared.manifest
+def load_data(kw: dict):
+    """Prepare (or reuse) the data named by ``data_options``: (PreparedData, reused)."""
+    from llara_kit.data import prepare_data
+
+    dataset, options, settings = data_request(kw)
+    with stderr.status(f"Preparing {dataset} ..."):
+        return prepare_data(dataset, options, settings)
+
+
+def show_data(kw: dict, as_json: bool, titles_of=None) -> None:
+    """The prepared data (and, with ``titles_of(prepared)``, how titles are cut)."""
+    prepared, reused = load_data(kw)
+    titles = titles_of(prepared) if titles_of else None
     if as_json:
-        shown = {"path": str(prepared.path), "reused": reused, **m}
-        if titles is not None:
-            shown["titles"] = {"title_tokens": titles.limit, "cut": titles.cut,
-                               "longest_tokens": titles.longest_tokens,
-                               "longest_item": prepared.raw_item_ids[titles.longest_item]}
-        click.echo(json.dumps(shown, indent=2))
-        return
-    table = Table(title=f"{m['dataset']} ({'reused from cache' if reused else 'prepared'})",
-                  show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for key in ("users", "items", "interactions", *(f"{s}_{n}" for n in ("users", "samples")
-                                                    for s in ("train", "valid", "test"))):
-        table.add_row(key.replace("_", " "), f"{m['counts'][key]:,}")
-    for reason, count in m["skipped"].items():
-        table.add_row(f"skipped: {reason}", f"[yellow]{count:,}[/]")
-    for file, columns in m.get("columns", {}).items():
-        table.add_row(f"columns of {file}", ", ".join(f"{k}={v}" for k, v in columns.items()))
-    if titles is not None:
-        table.add_row("titles", titles.describe(prepared.raw_item_ids))
-    table.add_row("settings", json.dumps(m["settings"]))
-    table.add_row("hash", m["hash"][:16])
-    table.add_row("folder", str(prepared.path))
-    if not reused:
-        table.add_row("prepared in", f"{m['prepare_seconds']:.1f} s")
-    Console().print(table)
+        click.echo(json.dumps(render.data_json(prepared, reused, titles), indent=2))
+    else:
+        Console().print(render.data_table(prepared, reused, titles))
 
 
 @data.command("prepare")
@@ -231,7 +113,7 @@ def _show_data(prepared: PreparedData, reused: bool, as_json: bool,
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def data_prepare(as_json: bool, **kw) -> None:
     """Build the split and stored candidate sets once, into the cache."""
-    _show_data(*load_data(kw), as_json)
+    show_data(kw, as_json)
 
 
 @data.command("info")
@@ -247,23 +129,8 @@ def data_info(llm: str, title_tokens: int, as_json: bool, **kw) -> None:
     from llara_kit.lengths import cut_titles
     from llara_kit.llm import load_tokenizer
 
-    prepared, reused = load_data(kw)
-    _show_data(prepared, reused, as_json,
-               cut_titles(prepared.titles, load_tokenizer(llm), title_tokens))
-
-
-def metrics_table(title: str, columns: dict[str, dict[str, dict[str, float]]]) -> Table:
-    """One row per metric, one column per method: value [95% interval]."""
-    from llara_kit.metrics import format_interval
-
-    table = Table(title=title)
-    table.add_column("metric", style="bold")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for metric in next(iter(columns.values())):
-        table.add_row(metric, *(format_interval(col[metric]) if metric in col else "-"
-                                for col in columns.values()))
-    return table
+    show_data(kw, as_json,
+              lambda prepared: cut_titles(prepared.titles, load_tokenizer(llm), title_tokens))
 
 
 @cli.command()
@@ -286,13 +153,11 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
              weight_decay: float, encoder_option: tuple[str, ...], force: bool, device: str,
              as_json: bool, **kw) -> None:
     """Train a sequential recommender on the train split and score it on the test candidates."""
-    from llara_kit.pretrain import pretrain_encoder
-    from llara_kit.ranking import popularity_scorer, score_item_scorer
+    from llara_kit.pretrain import popularity_baseline, pretrain_encoder
 
     data, _ = load_data(kw)
-    seed = data.settings.seed
     settings = PretrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
-                                weight_decay=weight_decay, seed=seed)
+                                weight_decay=weight_decay, seed=data.settings.seed)
     result = pretrain_encoder(encoder, data, key_values(encoder_option, "--encoder-option"),
                               settings, force=force, show_progress=not as_json,
                               device=device)
@@ -300,25 +165,13 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    popularity = score_item_scorer(popularity_scorer(data), data, "test", seed=seed)
     how = "reused from" if result.reused else f"trained in {report['seconds']:.0f} s, stored in"
-    Console().print(metrics_table(
+    Console().print(render.metrics_table(
         f"{encoder} on {data.manifest['dataset']} test ({len(data.splits['test'])} users, "
         f"{data.settings.candidates} candidates; full = all {data.n_items} items)",
-        {encoder: report["test"], "popularity": popularity},
+        {encoder: report["test"], "popularity": popularity_baseline(data)},
     ))
     Console().print(f"{encoder}: {how} {result.path}")
-
-
-def config_options(func):
-    """One option per TrainConfig field (see ``setting_option``)."""
-    return apply_options([setting_option(f.name, field_default(f.name), f.metadata["help"])
-                          for f in fields(TrainConfig)], func)
-
-
-def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
-    """CLI values in TrainConfig form; None means "not given"."""
-    return {name: setting_value(name, value, field_default(name)) for name, value in kw.items()}
 
 
 @cli.command()
@@ -333,26 +186,20 @@ def _overrides(kw: dict[str, Any]) -> dict[str, Any]:
 def train(config_file: Path | None, preset: str | None, full: bool, out: Path | None,
           resume: bool, **kw) -> None:
     """Train LLaRA: LoRA on the LLM and the projector, under a curriculum."""
+    from llara_kit.distributed import launched
+    from llara_kit.run_folder import default_run_dir
     from llara_kit.train import train as run_training
 
-    cfg = resolve("paper" if full else preset, config_file, _overrides(kw))
+    cfg = resolve("paper" if full else preset, config_file, overrides(kw))
     if out is None:
         if resume:
             raise click.UsageError("--resume needs --out naming the run folder to continue.")
-        from llara_kit.distributed import launched
-
         if launched():
             raise click.UsageError("Launched on several processes, train needs --out naming "
                                    "the one run folder they share.")
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{stamp}-{cfg.encoder}-{cfg.projector}-{cfg.schedule}"
+        out = default_run_dir(cfg)
     summary = run_training(cfg, out, resume=resume, console=stderr)
-    table = Table(title=f"run {out}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for key, value in summary.items():
-        table.add_row(key.replace("_", " "), str(value))
-    Console().print(table)
+    Console().print(render.key_value_table(f"run {out}", summary))
 
 
 run_argument = click.argument("run", type=click.Path(file_okay=False, exists=True,
@@ -393,77 +240,37 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
                      batch_size: int, limit: int | None, device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates or over the whole catalogue; writes
     metrics.json and predictions."""
-    from llara_kit.evaluate import evaluate
-    from llara_kit.fusion import evaluate_fusion
-    from llara_kit.run import load_run, zero_shot_view
-    from llara_kit.run_folder import evaluating, load_metrics
+    from llara_kit.assessment import assess
+    from llara_kit.recommend import second_stage
 
-    with evaluating(run):
-        loaded = load_run(run, device=device, draws=draws)
-        method = mode if candidates == "stored" else f"{mode}-retrieved"
-        if zero_shot:
-            loaded, method = zero_shot_view(loaded), f"zero-shot-{method}"
-        options = dict(batch_size=batch_size, limit=limit, method=method,
-                       hybrid=False if zero_shot else None, show_progress=not as_json,
-                       candidates=candidates, shortlist=shortlist)
-        columns = {method: evaluate(loaded, split, mode, permutations=permutations, **options)}
-        details = load_metrics(run)[split][method]
-        several = details.get("orders", 1) * details.get("draws", 1) > 1
-        fusing = (fuse and mode == "score" and split == "test" and not zero_shot and limit is None
-                  and draws == 1)
-        if fusing:
-            evaluate(loaded, "valid", mode, **options)
-            fused = evaluate_fusion(loaded, method)
-            columns[f"fused (λ={fused['lambda']})"] = fused["metrics"]
+    done = assess(run, split, mode, zero_shot=zero_shot, fuse=fuse, permutations=permutations,
+                  draws=draws, candidates=candidates, shortlist=shortlist,
+                  batch_size=batch_size, limit=limit, device=device, show_progress=not as_json)
+    result, fused = done.result, done.fusion
+    columns = {result.method: result.metrics}
+    if fused is not None:
+        columns[f"fused (λ={fused.lam})"] = fused.metrics
+    several = result.layouts > 1
     if as_json:
-        layout_info = {k: details[k] for k in ("by_position", "position_bias", "spread")
+        layout_info = {k: result.info[k] for k in ("by_position", "position_bias", "spread")
                        if several}
         click.echo(json.dumps(columns | ({"layouts": layout_info} if several else {}), indent=2))
         return
-    n = limit or len(loaded.data.splits[split])
-    title = f"{run.name}: {method} on {split} ({n} users)"
-    if several:
-        title += f", mean over {details['orders']} order(s) x {details['draws']} draw(s)"
-    Console().print(metrics_table(title, columns))
-    if "versus_encoder" in details:
-        v = details["versus_encoder"]
-        Console().print(f"top-1 differs from the encoder's for {v['top1_differs']:.1%} of the "
-                        f"users; there the run is right {v['llm_right']} times, the encoder "
-                        f"{v['encoder_right']} times", soft_wrap=True)
-    if several:
-        show_layouts(details)
-    if fusing:
-        key = fused["key"]
-        Console().print(f"fusion weight λ={fused['lambda']} chosen on valid {key}: "
-                        f"{fused[f'valid_{key}']}", soft_wrap=True)
-        if candidates == "retrieved":
-            from llara_kit.recommend import second_stage
-
-            Console().print(f"recommend: {second_stage(fused['lambda'])}", soft_wrap=True)
-
-
-def show_layouts(details: dict[str, Any]) -> None:
-    """HR@1 by the target's position, the position-bias tests and the spread over orders
-    and draws, from one method's recorded metrics."""
-    pos, bias, spread = details["by_position"], details["position_bias"], details["spread"]
-    table = Table(title="HR@1 by the target's candidate position (pooled over layouts)")
-    for column in ("position", "samples", "HR@1", "top-1 picks"):
-        table.add_column(column, justify="right")
-    for i, (n, hr, share) in enumerate(zip(pos["samples"], pos["HR@1"], pos["top1_share"],
-                                           strict=True)):
-        table.add_row(str(i + 1), str(n), "-" if hr is None else f"{hr:.3f}", f"{share:.3f}")
     console = Console()
-    console.print(table)
-    console.print(f"position bias: HR@1 spread across positions {bias['HR@1_spread']:.3f} "
-                  f"(χ² p={bias['HR@1_p']:.2g}); top-1 picks uniform over positions: "
-                  f"χ² p={bias['top1_p']:.2g}")
-    if details["orders"] > 1:
-        console.print(f"HR@1 over {details['orders']} orders: widest range "
-                      f"{spread['orders']['range']:.3f} "
-                      f"({', '.join(f'{x:.3f}' for x in spread['orders']['HR@1'][0])} on draw 1)")
-    if details["draws"] > 1:
-        console.print(f"HR@1 over {details['draws']} draws: range {spread['draws']['range']:.3f} "
-                      f"({', '.join(f'{x:.3f}' for x in spread['draws']['HR@1'])})")
+    title = f"{run.name}: {result.method} on {split} ({len(result.targets)} users)"
+    if several:
+        title += (f", mean over {result.info['orders']} order(s) x {result.info['draws']} "
+                  "draw(s)")
+    console.print(render.metrics_table(title, columns))
+    if "versus_encoder" in result.info:
+        console.print(render.versus_encoder_line(result.info["versus_encoder"]), soft_wrap=True)
+    if several:
+        for part in render.layout_report(result):
+            console.print(part)
+    if fused is not None:
+        console.print(render.fusion_line(fused), soft_wrap=True)
+        if candidates == "retrieved":
+            console.print(f"recommend: {second_stage(fused.lam)}", soft_wrap=True)
 
 
 @cli.command()
@@ -490,8 +297,14 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
             candidates: str, buckets: bool, as_json: bool, markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2),
     or over the whole catalogue."""
-    from llara_kit.compare import PAIRED, add_paired, compare_runs, find_row, table_json
-    from llara_kit.compare import markdown as comparison_markdown
+    from llara_kit.compare import (
+        PAIRED,
+        add_paired,
+        bucket_comparison,
+        compare_runs,
+        find_row,
+        table_json,
+    )
 
     if buckets and not against:
         raise click.UsageError("--buckets needs --against naming the row to compare with.")
@@ -505,15 +318,16 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
         shown = ["HR@1", "HR@5", "NDCG@10", "MRR", "ValidRatio"]
         if paired:
             shown = [*PAIRED, *(f"Δ{m}" for m in PAIRED)]
-        click.echo(comparison_markdown(table, shown))
+        click.echo(render.markdown(table, shown))
         return
     against_name = find_row(rows, against) if against else None
     console = Console()
-    console.print(terminal_table(rows, table, split, mode, data, against_name, intervals,
-                                 candidates))
+    console.print(render.comparison_table(rows, table, split, mode, data, against_name,
+                                          intervals, candidates))
     if buckets:
-        for _, bucket_table in bucket_tables(rows, against_name, data, split):
-            console.print(bucket_table, soft_wrap=True)
+        for kind, per_metric in bucket_comparison(rows, against_name, data, split).items():
+            console.print(render.bucket_table(kind, per_metric, rows, against_name),
+                          soft_wrap=True)
     console.print(f"± is half the 95% interval{'' if intervals else ' (--intervals: [low, high])'}"
                   "; full names: --markdown", markup=False)
     for row in rows.values():
@@ -524,73 +338,6 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
     if spreads:
         console.print(f"HR@1 range over {data.settings.draws} draws: {', '.join(spreads)}",
                       markup=False)
-
-
-def terminal_table(rows: dict, table: dict, split: str, mode: str, data: PreparedData,
-                   against: str | None, intervals: bool, candidates: str = "stored") -> Table:
-    """The comparison in 80 columns: short labels, value ± half-interval cells."""
-    from llara_kit.compare import cell, format_p, short_cell
-
-    retrieved = candidates == "retrieved"
-    if against:
-        shown = ["HR@1", "ΔHR@1", "p", "NDCG@10", "ΔNDCG@10"]
-    elif retrieved:
-        recall = next(k for k in next(iter(table.values())) if k.startswith("Recall@")
-                      and k != "Recall@10")
-        shown = ["HR@1", "NDCG@10", "Recall@10", recall, "MRR"]
-    elif mode == "score":
-        shown = ["HR@1", "HR@5", "NDCG@10", "MRR"]
-    else:
-        shown = ["HR@1", "HR@5", "NDCG@10", "ValidRatio"]
-    draws = f", {data.settings.draws} draws" if data.settings.draws > 1 else ""
-    vs = f"; Δ: paired difference to {rows[against].short}" if against else ""
-    where = ("whole catalogue (runs re-rank the encoder's shortlist)" if retrieved
-             else f"{data.settings.candidates} candidates{draws}")
-    out = Table(title=f"{split}, {mode}, {len(data.splits[split])} users, {where}{vs}",
-                box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    out.add_column("method", style="bold", no_wrap=True)
-    for column in shown:
-        out.add_column(column, justify="right", no_wrap=not intervals)
-    for name, m in table.items():
-        cells = []
-        for column in shown:
-            key = "ΔHR@1" if column == "p" else column
-            if key not in m:
-                cells.append("-")
-            elif column == "p":
-                cells.append(format_p(m[key]["p"]))
-            else:
-                cells.append(cell(m, column) if intervals else short_cell(m[column]))
-        out.add_row(rows[name].short, *cells)
-    return out
-
-
-def bucket_tables(rows: dict, against: str, data: PreparedData, split: str
-                  ) -> list[tuple[str, Table]]:
-    """One table per bucket kind: each row's paired ΔHR@1 and ΔNDCG@10 to ``against`` by
-    bucket, with the bucket's size."""
-    from llara_kit.buckets import bucket_differences, sample_buckets
-    from llara_kit.compare import PAIRED, short_cell
-
-    tables = []
-    for kind, buckets in sample_buckets(data, split).items():
-        per_metric = {m: bucket_differences({n: r.values[m] for n, r in rows.items()
-                                             if m in r.values}, against, buckets)
-                      for m in PAIRED}
-        table = Table(title=f"Δ to {rows[against].short} by {kind}", box=box.SIMPLE_HEAD,
-                      pad_edge=False, collapse_padding=True)
-        table.add_column("method", style="bold", no_wrap=True)
-        first = per_metric[PAIRED[0]]
-        for bucket, cells in first.items():
-            for m in PAIRED:
-                table.add_column(f"{bucket} (n={cells['samples']}) Δ{m}", justify="right")
-        for name, row in rows.items():
-            if name == against or name not in next(iter(first.values())):
-                continue
-            table.add_row(row.short, *(short_cell(per_metric[m][b][name])
-                                       for b in first for m in PAIRED))
-        tables.append((kind, table))
-    return tables
 
 
 @cli.command()
@@ -628,18 +375,13 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in recs], indent=2))
         return
-    table = Table(title="recommendations")
-    for col in ("rank", "item", "title", "score"):
-        table.add_column(col)
-    for i, r in enumerate(recs, 1):
-        table.add_row(str(i), r.item, r.title, f"{r.score:.3f}")
-    Console().print(table)
+    Console().print(render.recommendations_table(recs))
     Console().print(f"ranked by {recommender.stage}", soft_wrap=True)
 
 
 @cli.command("new-plugin")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(SCAFFOLD_KINDS), required=True,
+@click.option("--kind", type=click.Choice(KINDS), required=True,
               help="The kind of component the plugin provides.")
 @click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path),
               default=Path("."), show_default=True, help="Folder to create the package in.")

@@ -9,14 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from llara_kit.buckets import bucket_differences, sample_buckets
 from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
-from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
 from llara_kit.fusion import fused_method
 from llara_kit.layouts import layout_summary, layouts
 from llara_kit.metrics import (
-    format_interval,
     mean_with_interval,
     paired_difference,
     per_sample,
@@ -24,7 +23,7 @@ from llara_kit.metrics import (
     summarise,
 )
 from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
-from llara_kit.run import load_prepared
+from llara_kit.run import load_prepared, run_encoder
 from llara_kit.run_folder import load_metrics, read_config, read_data_manifest, read_predictions
 from llara_kit.shortlists import MISSED, shortlists
 
@@ -160,7 +159,7 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
                 "first run; compare runs on the same data and candidates."
             )
         if f"{config.encoder} alone" not in rows:
-            encoder = load_encoder(run / "encoder")
+            encoder = run_encoder(run)
             rows[f"{config.encoder} alone"] = baseline(encoder)
         stored = load_metrics(run).get(split, {})
         zero_shot = stored.get(f"zero-shot-{method}", {})
@@ -233,30 +232,12 @@ def table_json(rows: dict[str, Row], paired: dict | None) -> dict[str, Any]:
             for name, row in rows.items()}
 
 
-def format_paired(d: dict[str, float]) -> str:
-    return f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p']:.2g}"
-
-
-def short_cell(m: dict[str, float]) -> str:
-    """``0.375±.031``: the value and half its 95% interval (``+`` signed for differences)."""
-    half = f"{(m['high'] - m['low']) / 2:.3f}".removeprefix("0")
-    return f"{m['value']:{'+' if 'p' in m else ''}.3f}±{half}"
-
-
-def format_p(p: float) -> str:
-    return "<.001" if p < 0.001 else f"{p:.3f}".removeprefix("0")
-
-
-def markdown(table: dict[str, dict[str, dict[str, float]]], columns: list[str]) -> str:
-    """The comparison as a Markdown table, value [95% interval] per cell."""
-    lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, m in table.items():
-        cells = [cell(m, k) for k in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def cell(m: dict[str, dict[str, float]], column: str) -> str:
-    if column not in m:
-        return "-"
-    return format_paired(m[column]) if "p" in m[column] else format_interval(m[column])
+def bucket_comparison(rows: dict[str, Row], against: str, data: PreparedData, split: str
+                      ) -> dict[str, dict[str, dict[str, dict]]]:
+    """{bucket kind: {metric: {bucket: {"samples": n, row: paired difference to
+    ``against``}}}} for the ``PAIRED`` metrics, by the target's popularity in training and
+    by history length."""
+    return {kind: {m: bucket_differences({n: r.values[m] for n, r in rows.items()
+                                          if m in r.values}, against, buckets)
+                   for m in PAIRED}
+            for kind, buckets in sample_buckets(data, split).items()}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from llara_kit.config import field_default
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.plugins import get_component
 
@@ -149,7 +150,7 @@ def check_dataset(name: str, data_dir: Path, **options) -> None:
         f"{name}: sources must name the files read (they key the cache)")
 
 
-def check_objective(name: str, llm: str = "smollm2-135m", **options) -> None:
+def check_objective(name: str, llm: str = field_default("llm"), **options) -> None:
     """Assert the objective contract (docs/plugin-hooks.md) on the LLM ``llm`` (a name, id or
     folder; tests may pass a tiny one): ``factory(hidden_size, **options)`` is an
     ``Objective`` whose ``answer`` gives text or None, whose ``loss`` on a hybrid and a
@@ -159,18 +160,18 @@ def check_objective(name: str, llm: str = "smollm2-135m", **options) -> None:
     from safetensors.torch import load_file, save_file
 
     from llara_kit.batching import collate
-    from llara_kit.llm import load_backbone
-    from llara_kit.model import LlaraModel
     from llara_kit.objectives import Objective
+    from llara_kit.run import untuned_model
 
-    backbone = load_backbone(llm)
     factory = get_component("objective", name).factory
-    torch.manual_seed(0)
-    objective = factory(backbone.hidden_size, **options)
-    assert isinstance(objective, Objective), f"{name}: factory must build an Objective"
     encoder = _build("sasrec", 0, n_items=5, max_len=4)
-    projector = get_component("projector", "mlp").factory(16, backbone.hidden_size)
-    model = LlaraModel(backbone.model, encoder, projector, backbone.behaviour_id, objective)
+    model = untuned_model(llm, encoder, torch.nn.Identity(), torch.nn.Identity())  # set below
+    hidden = model.hidden_size
+    torch.manual_seed(0)
+    objective = factory(hidden, **options)
+    assert isinstance(objective, Objective), f"{name}: factory must build an Objective"
+    model.projector = projector = get_component("projector", "mlp").factory(16, hidden)
+    model.objective = objective
     template = get_component("template", "item").factory()
     titles = ["", "Alpha One", "Beta Two", "Gamma Three", "Delta Four", "Epsilon Five"]
     prompts = [template.render(titles, [1, 2], [3, 4, 5], hybrid) for hybrid in (True, False)]
@@ -179,7 +180,7 @@ def check_objective(name: str, llm: str = "smollm2-135m", **options) -> None:
     assert all(a is None or isinstance(a, str) for a in answers), f"{name}: answer: str | None"
 
     model.train()
-    loss = model(collate(backbone, prompts, answers, target_pos=[1, 1]))
+    loss = model(collate(model, prompts, answers, target_pos=[1, 1]))
     assert loss.shape == () and torch.isfinite(loss), f"{name}: loss must be a finite scalar"
     loss.backward()
     trainable = [*objective.parameters(), *projector.parameters()]
@@ -187,18 +188,18 @@ def check_objective(name: str, llm: str = "smollm2-135m", **options) -> None:
         f"{name}: the loss must reach the objective's own weights and the projector")
 
     model.eval()
-    scores = objective.score(model, backbone, prompts, candidates)
+    scores = objective.score(model, prompts, candidates)
     assert scores.shape == (2, 3) and scores.device.type == "cpu", f"{name}: scores are (B, C)"
     assert torch.isfinite(scores).all(), f"{name}: scores must be finite"
-    assert torch.equal(objective.score(model, backbone, prompts, candidates), scores), (
+    assert torch.equal(objective.score(model, prompts, candidates), scores), (
         f"{name}: scoring must be deterministic")
 
     state = {k: v.detach().contiguous() for k, v in objective.state_dict().items()}
     with tempfile.TemporaryDirectory() as tmp:
         save_file(state, f"{tmp}/objective.safetensors")
         torch.manual_seed(1)
-        reloaded = factory(backbone.hidden_size, **options)
+        reloaded = factory(hidden, **options)
         reloaded.load_state_dict(load_file(f"{tmp}/objective.safetensors"))
     model.objective = reloaded
-    assert torch.allclose(reloaded.score(model, backbone, prompts, candidates), scores,
+    assert torch.allclose(reloaded.score(model, prompts, candidates), scores,
                           atol=1e-5), f"{name}: reloaded weights must score alike"

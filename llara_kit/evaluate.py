@@ -8,8 +8,11 @@
   ``HR@1 (valid only)`` divides by the valid answers, as the reference code's ``test_hr`` did.
 - ``constrained``: greedy generation restricted to the candidate titles by a prefix tree.
 
-Results go to the run folder's ``metrics.json`` (keyed by split and method) and
-``predictions-<split>-<method>.jsonl`` (see ``llara_kit.run_folder``).
+``evaluate`` returns an ``Evaluation`` (metrics, layout details, per-sample rows and the
+LLM's scores) that the caller uses in memory (the CLI's tables, fusion); it is also recorded
+in the run folder's ``metrics.json`` (keyed by split and method) and
+``predictions-<split>-<method>.jsonl`` (see ``llara_kit.run_folder``), which later commands
+read (``stored_evaluation``, ``compare``, ``report``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import copy
 import re
 import unicodedata
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,12 +36,11 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.inference import greedy_answers
 from llara_kit.layouts import Layout, layout_summary, layouts
 from llara_kit.metrics import mean_with_interval, retrieved_metrics, summarise
-from llara_kit.plugins import build_component
 from llara_kit.progress import Progress
 from llara_kit.prompts import Prompt
 from llara_kit.ranking import candidate_scores
-from llara_kit.run import LoadedRun
-from llara_kit.run_folder import evaluating, record_metrics
+from llara_kit.run import Run
+from llara_kit.run_folder import evaluating, load_metrics, read_predictions, record_metrics
 from llara_kit.shortlists import list_ranks, shortlists, shuffled
 
 _RETRIEVED_ORDER = 12  # the seed's generator family: the order shortlists are shown in
@@ -49,13 +52,51 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
-def uses_hybrid(run: LoadedRun) -> bool:
-    """Evaluate in the form the run ended its training in (text-only runs: text prompts)."""
-    schedule = build_component("schedule", run.config.schedule, **run.config.schedule_options)
-    return schedule(1.0) >= 0.5
+@dataclass
+class Evaluation:
+    """One method scored on one split: what ``evaluate`` returns and records."""
+
+    split: str
+    method: str
+    metrics: dict[str, dict[str, float]]  # metric -> {value, low, high}
+    # mode, hybrid, samples; in score mode orders, draws, by_position, position_bias,
+    # spread and versus_encoder; over the catalogue candidates and shortlist
+    info: dict[str, Any]
+    rows: list[dict[str, Any]]  # one per sample, as in predictions-<split>-<method>.jsonl
+    candidates: np.ndarray  # (n, C) the lists ranked (first layout)
+    targets: np.ndarray  # (n,)
+    scores: np.ndarray | None = None  # (n, C) the run's scores of them (score mode)
+
+    @property
+    def layouts(self) -> int:
+        """How many candidate orders x negative draws the metrics average over."""
+        return self.info.get("orders", 1) * self.info.get("draws", 1)
 
 
-def split_prompts(run: LoadedRun, split: str, hybrid: bool, limit: int | None = None,
+def _recorded_scores(rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """(n, C) the scores as the prediction rows record them (rounded), so that what uses
+    them in memory (fusion) sees what a later command reads back; None without scores."""
+    if not rows or "scores" not in rows[0]:
+        return None
+    return np.array([r["scores"] for r in rows], dtype=np.float64)
+
+
+def stored_evaluation(run: Run, split: str, method: str) -> Evaluation:
+    """An evaluation an earlier command recorded in the run folder (its scores, where the
+    method has them)."""
+    rows = read_predictions(run.path, split, method)
+    if not rows:
+        raise LlaraKitError(f"Run {str(run.path)!r} has no {method} predictions on {split}; "
+                            f"run `llara-kit evaluate {run.path} --split {split}` first.")
+    recorded = dict(load_metrics(run.path)[split][method])
+    metrics = recorded.pop("metrics")
+    recorded.pop("predictions_sha256", None)
+    return Evaluation(split, method, metrics, recorded, rows,
+                      np.array([r["candidates"] for r in rows]),
+                      np.array([r["target"] for r in rows]), _recorded_scores(rows))
+
+
+def split_prompts(run: Run, split: str, hybrid: bool, limit: int | None = None,
                   candidates: np.ndarray | None = None
                   ) -> tuple[list[Prompt], np.ndarray, np.ndarray]:
     """Prompts (first phrasing), candidates (n, C) and targets (n,) of a stored split; the
@@ -78,11 +119,11 @@ def _batches(n: int, size: int, label: str, show: bool):
             progress.advance(min(size, n - start))
 
 
-def _candidate_titles(run: LoadedRun, candidates: np.ndarray) -> list[list[str]]:
+def _candidate_titles(run: Run, candidates: np.ndarray) -> list[list[str]]:
     return [[run.data.titles[c] for c in row] for row in candidates]
 
 
-def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_size: int,
+def llm_scores(run: Run, split: str, layout: Layout, hybrid: bool, batch_size: int,
                label: str, show_progress: bool) -> np.ndarray:
     """The run's objective's scores of one layout's candidates: (n, C)."""
     prompts, candidates, _ = split_prompts(run, split, hybrid, candidates=layout.candidates)
@@ -93,7 +134,7 @@ def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_s
     base = candidate_scores(_cpu_encoder(run), run.data, split, layout.candidates)[mine]
     objective = run.model.objective
     with scoring_autocast(run.model, run.config.precision):
-        scores = [objective.score(run.model, run.backbone, prompts[sl], titles[sl],
+        scores = [objective.score(run.model, prompts[sl], titles[sl],
                                   torch.from_numpy(base[sl])).float().numpy()
                   for sl in _batches(len(prompts), batch_size, label,
                                      show_progress and rank == 0)]
@@ -101,12 +142,12 @@ def llm_scores(run: LoadedRun, split: str, layout: Layout, hybrid: bool, batch_s
                        else np.zeros(candidates.shape, dtype=np.float32))
 
 
-def _cpu_encoder(run: LoadedRun) -> Encoder:
+def _cpu_encoder(run: Run) -> Encoder:
     """The run's encoder on the CPU (its model may sit on a GPU), for whole-split scoring."""
     return copy.deepcopy(run.model.encoder).cpu()
 
 
-def versus_encoder(run: LoadedRun, split: str, candidates: np.ndarray, scores: np.ndarray
+def versus_encoder(run: Run, split: str, candidates: np.ndarray, scores: np.ndarray
                    ) -> dict[str, Any]:
     """Does the run do more than copy its encoder's order? The share of samples whose top-1
     differs from the encoder's, and among them how often each is right. candidates,
@@ -130,12 +171,12 @@ def _layout_label(split: str, layout: Layout, views: list[Layout]) -> str:
     return f"scoring {split}" + (f" ({', '.join(parts)})" if parts else "")
 
 
-def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_size: int = 4,
+def evaluate(run: Run, split: str = "test", mode: str = "score", *, batch_size: int = 4,
              limit: int | None = None, method: str | None = None, hybrid: bool | None = None,
              permutations: int = 1, record: bool = True, show_progress: bool = True,
-             candidates: str = "stored", shortlist: int = 20) -> dict[str, Any]:
-    """Evaluate ``run``; returns the metrics and, with ``record``, writes them and the
-    predictions into the run folder under ``method`` (default: the mode). ``hybrid`` defaults
+             candidates: str = "stored", shortlist: int = 20) -> Evaluation:
+    """Evaluate ``run`` under ``method`` (default: the mode); with ``record`` the metrics and
+    the predictions are also written into the run folder. ``hybrid`` defaults
     to the form the run ended training in. In score mode every stored draw is scored under
     ``permutations`` candidate orders and the metrics average over them (see layouts).
     ``candidates="retrieved"`` ranks the encoder's top ``shortlist`` unseen items instead
@@ -147,9 +188,9 @@ def evaluate(run: LoadedRun, split: str = "test", mode: str = "score", *, batch_
                          shortlist=shortlist)
 
 
-def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: int | None,
+def _evaluate(run: Run, split: str, mode: str, *, batch_size: int, limit: int | None,
               method: str | None, hybrid: bool | None, permutations: int, record: bool,
-              show_progress: bool, candidates: str, shortlist: int) -> dict[str, Any]:
+              show_progress: bool, candidates: str, shortlist: int) -> Evaluation:
     if mode not in MODES:
         raise LlaraKitError(f"Unknown evaluation mode {mode!r}. Available: {', '.join(MODES)}.")
     if split not in ("valid", "test"):
@@ -167,7 +208,7 @@ def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: 
             f"Mode {mode!r} reads the stored order of the first draw; --permutations and "
             "--draws apply to --mode score."
         )
-    hybrid = uses_hybrid(run) if hybrid is None else hybrid
+    hybrid = run.hybrid if hybrid is None else hybrid
     n = len(s) if limit is None else min(limit, len(s))
     stored, targets = s.candidates[:n], s.targets[:n]
     run.model.eval()
@@ -207,7 +248,7 @@ def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: 
         constrain = cand_titles if mode == "constrained" else None
         with scoring_autocast(run.model, run.config.precision):
             for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
-                answers += greedy_answers(run.model, run.backbone, prompts[sl],
+                answers += greedy_answers(run.model, prompts[sl],
                                           constrain[sl] if constrain else None)
         valid, hits = np.zeros(len(answers)), np.zeros(len(answers))
         for i, answer in enumerate(answers):
@@ -218,25 +259,26 @@ def _evaluate(run: LoadedRun, split: str, mode: str, *, batch_size: int, limit: 
             rows.append({"answer": first, "valid": bool(valid[i]), "hit": bool(hits[i])})
         metrics = {"HR@1": mean_with_interval(hits), "ValidRatio": mean_with_interval(valid),
                    "HR@1 (valid only)": mean_with_interval(hits[valid == 1])}
-    _record(run, split, method or mode, metrics, info, rows, stored, record)
-    return metrics
+    return _record(run, Evaluation(split, method or mode, metrics, info, rows, stored, targets,
+                                   _recorded_scores(rows)), record)
 
 
-def _record(run: LoadedRun, split: str, method: str, metrics: dict, info: dict,
-            rows: list[dict], candidates: np.ndarray, record: bool) -> None:
+def _record(run: Run, result: Evaluation, record: bool) -> Evaluation:
     """Complete each prediction row with its sample and write them with the metrics."""
-    s = run.data.splits[split]
-    for i, row in enumerate(rows):
+    s = run.data.splits[result.split]
+    for i, row in enumerate(result.rows):
         row.update(user=run.data.raw_user_ids[s.users[i]], history=s.history_of(i),
-                   candidates=candidates[i].tolist(), target=int(s.targets[i]))
+                   candidates=result.candidates[i].tolist(), target=int(s.targets[i]))
     if record:
-        main_writes(lambda: record_metrics(run.path, split, method, metrics, info, rows))
+        main_writes(lambda: record_metrics(run.path, result.split, result.method,
+                                           result.metrics, result.info, result.rows))
+    return result
 
 
-def evaluate_retrieved(run: LoadedRun, split: str, mode: str, *, batch_size: int,
+def evaluate_retrieved(run: Run, split: str, mode: str, *, batch_size: int,
                        limit: int | None, method: str | None, hybrid: bool | None,
                        permutations: int, record: bool, show_progress: bool, size: int
-                       ) -> dict[str, Any]:
+                       ) -> Evaluation:
     """The LLM re-ranking its encoder's top ``size`` unseen items (shown in a seeded random
     order), over every sample of ``split``: a target outside the shortlist is a miss.
     Metrics: HR@1, NDCG@10, Recall@10, Recall@size, MRR; ``retrieved``, the share of samples
@@ -249,7 +291,7 @@ def evaluate_retrieved(run: LoadedRun, split: str, mode: str, *, batch_size: int
                             f"{run.data.n_items} items.")
     s = run.data.splits[split]
     n = len(s) if limit is None else min(limit, len(s))
-    hybrid = uses_hybrid(run) if hybrid is None else hybrid
+    hybrid = run.hybrid if hybrid is None else hybrid
     found = shortlists(_cpu_encoder(run), run.data, split, size, np.arange(n))
     rng = np.random.default_rng([run.config.seed, _RETRIEVED_ORDER, SPLITS.index(split)])
     lists = shuffled(found.items, rng)  # (n, K)
@@ -267,5 +309,5 @@ def evaluate_retrieved(run: LoadedRun, split: str, mode: str, *, batch_size: int
     rows = [{"ranking": lists[i][np.argsort(-scores[i], kind="stable")].tolist(),
              "hit": bool(ranks[i] == 0), "scores": [round(float(x), 5) for x in scores[i]],
              "encoder_rank": float(found.target_rank[i])} for i in range(n)]
-    _record(run, split, method or f"{mode}-retrieved", metrics, info, rows, lists, record)
-    return metrics
+    return _record(run, Evaluation(split, method or f"{mode}-retrieved", metrics, info, rows,
+                                   lists, s.targets[:n], _recorded_scores(rows)), record)

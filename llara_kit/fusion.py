@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from llara_kit.distributed import main_writes
 from llara_kit.errors import LlaraKitError
+from llara_kit.evaluate import Evaluation
 from llara_kit.metrics import CANDIDATE_METRICS, per_sample, retrieved_metrics, summarise
 from llara_kit.ranking import candidate_scores
-from llara_kit.run import LoadedRun
-from llara_kit.run_folder import read_predictions, record_metrics
+from llara_kit.run import Run
+from llara_kit.run_folder import record_metrics
 from llara_kit.shortlists import list_ranks
 
 LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
@@ -57,20 +58,16 @@ def _label(lam: float) -> str:
     return "inf" if math.isinf(lam) else f"{lam:g}"
 
 
-def stored_scores(run: LoadedRun, split: str, method: str = "score", every: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The LLM's scores stored by ``evaluate`` for ``method``, with the candidates they score
-    and the targets: (n, C), (n, C), (n,) for the first n samples of ``split`` (``every``:
-    all of them)."""
-    rows = read_predictions(run.path, split, method)
-    if not rows or "scores" not in rows[0] or (every and len(rows) != len(run.data.splits[split])):
+def _scored(result: Evaluation, run: Run, every: bool) -> Evaluation:
+    """``result`` if it holds the LLM's scores (of every sample of its split, with
+    ``every``); else one sentence saying what to run."""
+    if result.scores is None or (every and len(result.scores)
+                                 != len(run.data.splits[result.split])):
         raise LlaraKitError(
-            f"Fusion needs the {method} scores of {'every' if every else 'some'} {split} "
-            f"sample; run `llara-kit evaluate {run.path} --split {split}` first"
-            f"{' without --limit' if every else ''}."
-        )
-    return (np.array([r["scores"] for r in rows], dtype=np.float64),
-            np.array([r["candidates"] for r in rows]), np.array([r["target"] for r in rows]))
+            f"Fusion needs the {result.method} scores of {'every' if every else 'some'} "
+            f"{result.split} sample; run `llara-kit evaluate {run.path} --split {result.split}`"
+            f"{' without --limit' if every else ''} first.")
+    return result
 
 
 def fused_method(method: str) -> str:
@@ -78,33 +75,45 @@ def fused_method(method: str) -> str:
     return method.replace("score", "fused", 1)
 
 
-def evaluate_fusion(run: LoadedRun, method: str = "score", record: bool = True
-                    ) -> dict[str, Any]:
+@dataclass
+class Fusion:
+    """The fused ranking of a test evaluation: the weight chosen on valid and its metrics."""
+
+    of: str  # the method fused with the encoder
+    lam: str  # the chosen weight: "0" (the LLM alone) ... "inf" (the encoder alone)
+    key: str  # the valid metric it was chosen on
+    valid: dict[str, float]  # that metric for every weight
+    metrics: dict[str, dict[str, float]]
+
+
+def evaluate_fusion(run: Run, valid: Evaluation, test: Evaluation, record: bool = True
+                    ) -> Fusion:
     """Choose lambda on the valid samples scored (all, or the first n of a --limit run),
-    score the fused ranking of every test sample's candidates (those ``method`` ranked: the
+    score the fused ranking of every test sample's candidates (those ``test`` ranked: the
     stored ones, or the encoder's shortlists, where lambda is chosen on NDCG@10 first and
     the encoder alone wins ties: ``recommend`` uses this choice); recorded as
-    ``fused_method(method)``."""
+    ``fused_method(test.method)``."""
     encoder = copy.deepcopy(run.model.encoder).cpu()  # the run's model may sit on a GPU
+    method = test.method
     retrieved = method.endswith("retrieved")
     key = ("NDCG@10", "HR@1") if retrieved else ("HR@1", "NDCG@10")
-    llm_valid, cands_valid, targets_valid = stored_scores(run, "valid", method, every=False)
+    valid, test = _scored(valid, run, every=False), _scored(test, run, every=True)
     lam, table = choose_lambda(
-        llm_valid, candidate_scores(encoder, run.data, "valid", cands_valid), cands_valid,
-        targets_valid, key, ties_to_encoder=retrieved)
-    llm, cands, targets = stored_scores(run, "test", method)
-    fused = fuse(llm, candidate_scores(encoder, run.data, "test", cands), lam)
+        valid.scores, candidate_scores(encoder, run.data, "valid", valid.candidates),
+        valid.candidates, valid.targets, key, ties_to_encoder=retrieved)
+    cands, targets = test.candidates, test.targets
+    fused = fuse(test.scores, candidate_scores(encoder, run.data, "test", cands), lam)
     ranks = list_ranks(fused, cands, targets)
     metrics = summarise(ranks, retrieved_metrics(cands.shape[1]) if retrieved
                         else CANDIDATE_METRICS)
     info = {"mode": "score", "of": method, "lambda": _label(lam),
-            f"valid_{key[0]}": table, "valid_samples": len(llm_valid), "samples": len(llm)}
+            f"valid_{key[0]}": table, "valid_samples": len(valid.scores),
+            "samples": len(test.scores)}
     if record:
         rows = [{"ranking": cands[i][np.argsort(-fused[i], kind="stable")].tolist(),
                  "hit": bool(ranks[i] == 0), "target": int(targets[i]),
                  "candidates": cands[i].tolist()}
-                for i in range(len(llm))]
+                for i in range(len(cands))]
         main_writes(lambda: record_metrics(run.path, "test", fused_method(method), metrics,
                                            info, rows))
-    return {"lambda": _label(lam), f"valid_{key[0]}": table, "metrics": metrics,
-            "key": key[0]}
+    return Fusion(method, _label(lam), key[0], table, metrics)

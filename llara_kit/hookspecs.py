@@ -41,9 +41,10 @@ class Register(Protocol):
 def register_encoders(register: Register) -> None:
     """Register sequence encoders (pre-trained sequential recommenders).
 
-    ``factory`` is an ``Encoder`` subclass (see docs/encoders.md): built from a config,
-    it exposes ``hidden_size``, ``item_embeddings(ids) -> (..., d)`` and
-    ``forward(seq, lengths) -> (B, n_items)`` scores.
+    ``factory`` is an ``Encoder`` subclass (see docs/encoders.md) built from a config: it
+    implements ``encode(seq, lengths) -> (B, d)`` (the user state) and inherits
+    ``hidden_size``, ``item_embeddings(ids) -> (..., d)`` and
+    ``forward(seq, lengths) -> (B, n_items + 1)`` scores (column 0: the padding id).
     """
 
 
@@ -92,8 +93,9 @@ def register_objectives(register: Register) -> None:
     ``factory(hidden_size, **options)`` returns an ``Objective`` (``llara_kit.objectives``):
     an ``nn.Module`` whose parameters train with the LoRA and are saved in the run folder,
     with ``answer(target) -> str | None`` (the text trained after the prompt),
-    ``loss(model, batch) -> scalar`` and ``score(model, backbone, prompts, candidates,
-    base_scores=None) -> (B, C)`` (``base_scores``: the encoder's (B, C) scores of the
+    ``loss(model, batch) -> scalar`` and ``score(model, prompts, candidates,
+    base_scores=None) -> (B, C)`` (``model``: the ``LlaraModel``, which carries its tokenizer:
+    ``collate(model, prompts, ...)``; ``base_scores``: the encoder's (B, C) scores of the
     candidates, to pass on to ``collate``).
     """
 

@@ -11,20 +11,13 @@ import inspect
 import torch
 from torch.nn import functional as F
 
-from llara_kit.batching import collate
-from llara_kit.llm import Backbone
+from llara_kit.batching import answer_ids, collate
 from llara_kit.model import LlaraModel
 from llara_kit.prompts import Prompt
 
 
-def answer_ids(backbone: Backbone, title: str) -> list[int]:
-    """The tokens the model produces for an answer: `` <title><eos>`` (as in training)."""
-    tok = backbone.tokenizer
-    return tok(" " + title, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-
-
 @torch.no_grad()
-def candidate_logprobs(model: LlaraModel, backbone: Backbone, prompts: list[Prompt],
+def candidate_logprobs(model: LlaraModel, prompts: list[Prompt],
                        candidates: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-likelihood of each candidate answer after its prompt: (sum, token count), (B, C) each.
 
@@ -33,7 +26,7 @@ def candidate_logprobs(model: LlaraModel, backbone: Backbone, prompts: list[Prom
     """
     device = next(model.parameters()).device
     B, C = len(prompts), len(candidates[0])
-    batch = collate(backbone, prompts, [None] * B, pad_left=True).to(device)
+    batch = collate(model, prompts, [None] * B, pad_left=True).to(device)
     embeds = model.input_embeddings(batch)  # (B, P, H)
     positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, P)
     decoder, head = model.llm.get_decoder(), model.llm.get_output_embeddings()
@@ -41,9 +34,9 @@ def candidate_logprobs(model: LlaraModel, backbone: Backbone, prompts: list[Prom
                   position_ids=positions, use_cache=True)
     first = F.log_softmax(head(out.last_hidden_state[:, -1]).float(), -1)  # (B, V)
 
-    answers = [answer_ids(backbone, t) for row in candidates for t in row]  # B*C lists
+    answers = [answer_ids(model, t) for row in candidates for t in row]  # B*C lists
     width = max(map(len, answers))
-    ids = torch.full((B * C, width), backbone.tokenizer.pad_token_id, dtype=torch.long)
+    ids = torch.full((B * C, width), model.tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((B * C, width), dtype=torch.long)
     for r, a in enumerate(answers):
         ids[r, : len(a)], mask[r, : len(a)] = torch.tensor(a), 1
@@ -85,23 +78,23 @@ class _Trie:
 
 
 @torch.no_grad()
-def greedy_answers(model: LlaraModel, backbone: Backbone, prompts: list[Prompt],
+def greedy_answers(model: LlaraModel, prompts: list[Prompt],
                    constrain_to: list[list[str]] | None = None,
                    max_new_tokens: int = 32) -> list[str]:
     """Greedy answers; with ``constrain_to`` each answer is forced to be one of its titles."""
     device = next(model.parameters()).device
-    batch = collate(backbone, prompts, [None] * len(prompts), pad_left=True).to(device)
+    batch = collate(model, prompts, [None] * len(prompts), pad_left=True).to(device)
     embeds = model.input_embeddings(batch)
-    tok = backbone.tokenizer
+    tok = model.tokenizer
     allowed = None
     if constrain_to is not None:
-        tries = [_Trie([answer_ids(backbone, t) for t in row]) for row in constrain_to]
+        tries = [_Trie([answer_ids(model, t) for t in row]) for row in constrain_to]
 
         def allowed(b: int, generated: torch.Tensor) -> list[int]:
             # from inputs_embeds alone, generate passes only the tokens produced so far
             return tries[b].allowed(generated.tolist()) or [tok.eos_token_id]
 
-        max_new_tokens = max(len(answer_ids(backbone, t)) for r in constrain_to for t in r)
+        max_new_tokens = max(len(answer_ids(model, t)) for r in constrain_to for t in r)
     out = model.llm.generate(
         inputs_embeds=embeds, attention_mask=batch.attention_mask, do_sample=False,
         max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llara_kit.data.prepared import Split
+from llara_kit.data.prepared import Split, target_positions
 from llara_kit.errors import LlaraKitError
 from llara_kit.metrics import CANDIDATE_METRICS, mean_with_interval, per_sample, target_ranks
 
@@ -29,7 +29,7 @@ class Layout:
 
     def target_positions(self, targets: np.ndarray) -> np.ndarray:
         """(n,) column of each sample's target."""
-        return np.argmax(self.candidates == targets[:, None], axis=1)
+        return target_positions(self.candidates, targets)
 
 
 def layouts(split: Split, permutations: int = 1, seed: int = 0,

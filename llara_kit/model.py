@@ -1,34 +1,41 @@
 """The LLaRA module: an LLM (with LoRA) whose behavioural-token embeddings are projected
 encoder vectors, and the objective that trains and scores it. The encoder is frozen; the
-projector learns only from hybrid samples, because only they contain behavioural tokens."""
+projector learns only from hybrid samples, because only they contain behavioural tokens.
+The module carries its tokenizer and special token ids, so it turns prompts into batches
+itself (``collate(model, ...)``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from llara_kit.batching import Batch
+from llara_kit.batching import Batch, Vocabulary
 from llara_kit.encoders import Encoder
 
 
 class LlaraModel(nn.Module):
-    def __init__(self, llm: nn.Module, encoder: Encoder, projector: nn.Module,
-                 behaviour_id: int, objective: nn.Module, user_conditioned: bool = False,
+    def __init__(self, llm: nn.Module, vocab: Vocabulary, encoder: Encoder,
+                 projector: nn.Module, objective: nn.Module, user_conditioned: bool = False,
                  user_signal: str = "score"):
         super().__init__()
         self.llm = llm  # a peft model (or a plain causal LM for zero-shot use)
+        self.tokenizer = vocab.tokenizer
+        self.placeholder_id, self.behaviour_id = vocab.placeholder_id, vocab.behaviour_id
         self.encoder = encoder.eval().requires_grad_(False)
         self.projector = projector
-        self.behaviour_id = behaviour_id
         self.objective = objective  # its trainable parts (a score head) train with the LoRA
         self.user_conditioned = user_conditioned
         self.user_signal = user_signal
         # with user_signal "score": the direction the encoder's score is written along
-        hidden = llm.get_input_embeddings().embedding_dim
         self.score_direction = None
         if user_conditioned and user_signal == "score":
-            self.score_direction = nn.Linear(1, hidden, bias=False)
+            self.score_direction = nn.Linear(1, self.hidden_size, bias=False)
             nn.init.normal_(self.score_direction.weight, std=0.02)  # a token-sized signal
+
+    @property
+    def hidden_size(self) -> int:
+        """The LLM's hidden (and input embedding) size H."""
+        return self.llm.get_input_embeddings().embedding_dim
 
     def new_parts(self) -> list[nn.Module]:
         """The trainable parts built from scratch (the LoRA adapts pre-trained weights)."""

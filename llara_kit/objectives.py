@@ -14,7 +14,6 @@ from torch.nn import functional as F
 from llara_kit.batching import IGNORE, Batch, collate
 from llara_kit.errors import LlaraKitError
 from llara_kit.inference import candidate_logprobs
-from llara_kit.llm import Backbone
 from llara_kit.prompts import Prompt
 
 
@@ -30,11 +29,11 @@ class Objective(nn.Module):
         """Training loss of a ``LlaraModel`` on ``batch`` (a scalar)."""
         raise NotImplementedError
 
-    def score(self, model: nn.Module, backbone: Backbone, prompts: list[Prompt],
-              candidates: list[list[str]], base_scores: torch.Tensor | None = None
-              ) -> torch.Tensor:
-        """Scores of each prompt's candidates, higher is better: (B, C) on the CPU.
-        ``base_scores`` (B, C): the run's encoder's scores of them (see ``collate``)."""
+    def score(self, model: nn.Module, prompts: list[Prompt], candidates: list[list[str]],
+              base_scores: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of each prompt's candidates by the ``LlaraModel`` ``model``, higher is
+        better: (B, C) on the CPU. ``base_scores`` (B, C): the run's encoder's scores of them
+        (see ``collate``)."""
         raise NotImplementedError
 
 
@@ -56,8 +55,8 @@ class TitleObjective(Objective):
         return F.cross_entropy(logits.float(), targets[where])
 
     @torch.no_grad()
-    def score(self, model, backbone, prompts, candidates, base_scores=None) -> torch.Tensor:
-        total, n_tokens = candidate_logprobs(model, backbone, prompts, candidates)
+    def score(self, model, prompts, candidates, base_scores=None) -> torch.Tensor:
+        total, n_tokens = candidate_logprobs(model, prompts, candidates)
         return total / n_tokens  # (B, C)
 
 
@@ -96,8 +95,8 @@ class HeadObjective(Objective):
         return F.cross_entropy(self.candidate_scores(model, batch), batch.target_pos)
 
     @torch.no_grad()
-    def score(self, model, backbone, prompts, candidates, base_scores=None) -> torch.Tensor:
+    def score(self, model, prompts, candidates, base_scores=None) -> torch.Tensor:
         device = next(model.parameters()).device
-        batch = collate(backbone, prompts, [None] * len(prompts),
+        batch = collate(model, prompts, [None] * len(prompts),
                         base_scores=base_scores).to(device)
         return self.candidate_scores(model, batch).cpu()  # (B, C)

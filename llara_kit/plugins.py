@@ -25,6 +25,9 @@ from llara_kit import hookspecs
 from llara_kit.errors import PluginError, UnknownComponentError
 from llara_kit.version import VERSION
 
+# The kinds of component, declared here only: each has a ``register_<kind>s`` hook, a
+# registry, a TrainConfig field of the same name, a ``check_<kind>`` contract and a
+# ``new-plugin --kind``; every other list of kinds is derived from this one.
 KINDS = ("encoder", "projector", "template", "schedule", "dataset", "objective")
 
 DEFAULT_PLUGINS = (

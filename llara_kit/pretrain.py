@@ -24,7 +24,12 @@ from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.metrics import per_sample
 from llara_kit.plugins import get_component
 from llara_kit.progress import Progress
-from llara_kit.ranking import all_item_scores, candidate_ranks, score_item_scorer
+from llara_kit.ranking import (
+    all_item_scores,
+    candidate_ranks,
+    popularity_scorer,
+    score_item_scorer,
+)
 from llara_kit.storage import (
     cache_home,
     sha256_json,
@@ -152,3 +157,9 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         write_json(tmp / "pretrain.json", report)
     stored = json.loads((folder / "pretrain.json").read_text())  # ours, or the first stored
     return Pretrained(load_encoder(folder), folder, stored, reused=False)
+
+
+def popularity_baseline(data: PreparedData) -> dict[str, dict[str, float]]:
+    """The popularity baseline's test metrics on the same candidates, shown beside a
+    pre-trained encoder's."""
+    return score_item_scorer(popularity_scorer(data), data, "test", seed=data.settings.seed)

@@ -15,9 +15,9 @@ import torch
 
 from llara_kit.devices import scoring_autocast
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import normalise, uses_hybrid
+from llara_kit.evaluate import normalise
 from llara_kit.fusion import fuse, fused_method
-from llara_kit.run import LoadedRun, load_run
+from llara_kit.run import Run, load_run
 from llara_kit.run_folder import has_metrics, load_metrics
 
 
@@ -51,9 +51,9 @@ class Recommendation:
 class Recommender:
     """Ranks candidates for a history given as titles or raw item ids."""
 
-    def __init__(self, run: LoadedRun):
+    def __init__(self, run: Run):
         self.run = run
-        self.hybrid = uses_hybrid(run)
+        self.hybrid = run.hybrid
         self.fusion = chosen_lambda(run.path)
         self.stage = second_stage(self.fusion)  # what ranks the candidates, for the user
         data = run.data
@@ -101,7 +101,7 @@ class Recommender:
             prompt = run.template.render(data.titles, hist, cands, self.hybrid)
             with scoring_autocast(run.model, run.config.precision):
                 llm = run.model.eval().objective.score(
-                    run.model, run.backbone, [prompt], [[data.titles[c] for c in cands]],
+                    run.model, [prompt], [[data.titles[c] for c in cands]],
                     torch.from_numpy(base)).float().numpy()  # (1, C)
             scores = llm[0] if self.fusion is None else fuse(llm, base, float(self.fusion))[0]
         order = np.argsort(-scores, kind="stable")[:top_k]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -22,7 +24,7 @@ from llara_kit.data import PreparedData, prepare_data
 from llara_kit.distributed import process_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.lengths import fit_prompts
+from llara_kit.lengths import Longest, fit_prompts
 from llara_kit.llm import Backbone, load_backbone
 from llara_kit.model import LlaraModel
 from llara_kit.plugins import build_component
@@ -35,7 +37,8 @@ from llara_kit.run_folder import (
     read_data_manifest,
     require_finished,
 )
-from llara_kit.storage import atomic_path, staged_dir, write_json
+from llara_kit.schedules import Schedule, build_schedule
+from llara_kit.storage import atomic_path, staged_dir
 
 
 def load_prepared(cfg: TrainConfig, draws: int = 1) -> PreparedData:
@@ -92,6 +95,11 @@ def _check_stored(folder: Path, name: str, data: PreparedData) -> None:
             f"run's {data.hash[:16]}; pre-train it with the same data settings.")
 
 
+def run_encoder(path: Path) -> Encoder:
+    """The encoder a run folder trained with (its own copy)."""
+    return load_encoder(Path(path) / ENCODER)
+
+
 def describe(choice: EncoderChoice) -> str:
     """One line: which encoder, why, and how it was pre-trained."""
     report_path = choice.folder / "pretrain.json"
@@ -116,6 +124,11 @@ def copy_encoder(folder: Path, run_dir: Path) -> None:
 
 
 # --- the model --------------------------------------------------------------------------
+def _backbone(name: str) -> Backbone:
+    """The frozen LLM ``name`` with its tokenizer: the one place a run loads it."""
+    return load_backbone(name)
+
+
 def _add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
     names = {name.rsplit(".", 1)[-1] for name, _ in backbone.model.named_modules()}
     targets = [t for t in cfg.lora_targets if t in names]
@@ -136,21 +149,16 @@ def _build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: B
                                 backbone.hidden_size, **cfg.projector_options)
     objective = build_component("objective", cfg.objective, backbone.hidden_size,
                                 **cfg.objective_options)
-    return LlaraModel(llm, encoder, projector, backbone.behaviour_id, objective,
-                      cfg.user_conditioned, cfg.user_signal)
+    return LlaraModel(llm, backbone, encoder, projector, objective, cfg.user_conditioned,
+                      cfg.user_signal)
 
 
-def new_model(cfg: TrainConfig, backbone: Backbone, encoder: Encoder) -> LlaraModel:
-    """A model to train: fresh LoRA, projector and objective, initialised from the seed."""
-    torch.manual_seed(cfg.seed)
-    llm = _add_lora(backbone, cfg)
-    if cfg.gradient_checkpointing:
-        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return _build_model(cfg, llm, encoder, backbone)
-
-
-def template_of(cfg: TrainConfig) -> Template:
-    return build_component("template", cfg.template, **cfg.template_options)
+def untuned_model(llm: str, encoder: Encoder, projector: nn.Module,
+                  objective: nn.Module) -> LlaraModel:
+    """A LLaRA model on the LLM ``llm`` as it comes (no LoRA): the zero-shot baseline's, and
+    the contract checks'."""
+    backbone = _backbone(llm)
+    return LlaraModel(backbone.model, backbone, encoder, projector, objective)
 
 
 # --- weights ----------------------------------------------------------------------------
@@ -167,7 +175,7 @@ def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
 
 
-def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path,
+def save_trainable(model: LlaraModel, folder: Path,
                    state: dict[str, torch.Tensor] | None = None) -> None:
     """The projector and the objective's weights (the LoRA goes through ``save_adapter``);
     from ``state``, the whole model's gathered weights, when a sharded engine holds them."""
@@ -176,8 +184,6 @@ def save_trainable(model: LlaraModel, cfg: TrainConfig, folder: Path,
     if model.score_direction is not None:
         _save_weights(_part(model.score_direction, state, "score_direction."),
                       folder / "score_direction.safetensors")
-    write_json(folder / "projector.json", {"projector": cfg.projector,
-                                           "options": cfg.projector_options})
 
 
 def load_trainable(model: LlaraModel, folder: Path) -> None:
@@ -197,20 +203,61 @@ def save_adapter(llm: PeftModel, folder: Path,
                             state_dict=None if state is None else _part(llm, state, "llm."))
 
 
-# --- a trained run ----------------------------------------------------------------------
+# --- a run ---------------------------------------------------------------------------
 @dataclass
-class LoadedRun:
+class Run:
+    """A run assembled from its config, by ``new_run`` (to train) or ``load_run`` (trained):
+    what training, evaluation, ``recommend``, zero-shot and the benchmarks take."""
+
     path: Path
     config: TrainConfig
-    model: LlaraModel
-    backbone: Backbone
+    data: PreparedData  # titles cut to the run's title_tokens
+    model: LlaraModel  # the LLM with LoRA and its tokenizer, encoder, projector, objective
     template: Template
-    data: PreparedData
+    schedule: Schedule  # the curriculum: p_hybrid(progress)
+    encoder: EncoderChoice  # where the model's encoder comes from, and why
+    longest: Longest  # the longest prompt of the splits this run reads
+
+    @property
+    def hybrid(self) -> bool:
+        """Whether the run ended training on hybrid prompts (text-only runs did not): the
+        form it is evaluated and used in."""
+        return self.schedule(1.0) >= 0.5
 
 
-def load_run(path: Path, device: str = "auto", draws: int = 1) -> LoadedRun:
-    """Rebuild a trained LLaRA model from its run folder, on data with ``draws`` negative
-    sets for valid and test."""
+def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
+            backbone: Backbone | None = None, check: Callable[[Backbone, Longest], None]
+            | None = None, frozen_dtype: torch.dtype | None = None,
+            console: Console | None = None) -> Run:
+    """A run to train into ``folder``: the data, the LLM (``backbone`` stands in for
+    ``cfg.llm``: random weights of some shape, for benchmarks), titles cut and prompt lengths
+    checked (then ``check``, e.g. the memory a step needs, before any slow work), the encoder
+    (``choose_encoder``), and the model with fresh LoRA, projector and objective, initialised
+    from the seed (the frozen weights in ``frozen_dtype`` if given)."""
+    data = load_prepared(cfg)
+    backbone = backbone or _backbone(cfg.llm)  # before pre-training: a bad --llm fails fast
+    template = build_component("template", cfg.template, **cfg.template_options)
+    cut, longest = fit_prompts(cfg, data, backbone, template, ("train",))
+    if check is not None:
+        check(backbone, longest)
+    if cut.cut and console is not None:
+        console.print(cut.describe(data.raw_item_ids), soft_wrap=True, markup=False)
+    choice = choose_encoder(cfg, data, folder, show_progress)
+    encoder = load_encoder(choice.folder)  # before seeding: its build draws random numbers
+    if frozen_dtype is not None:
+        backbone.model.to(frozen_dtype)  # LoRA and the heads stay fp32
+    torch.manual_seed(cfg.seed)
+    llm = _add_lora(backbone, cfg)
+    if cfg.gradient_checkpointing:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = _build_model(cfg, llm, encoder, backbone)
+    return Run(Path(folder), cfg, data, model, template,
+               build_schedule(cfg.schedule, cfg.schedule_options), choice, longest)
+
+
+def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
+    """Rebuild a trained LLaRA run from its folder, on data with ``draws`` negative sets for
+    valid and test."""
     path = Path(path)
     require_finished(path)
     cfg = read_config(path)
@@ -221,23 +268,24 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> LoadedRun:
             f"The prepared data's hash {data.hash[:16]} differs from the run's {expected[:16]}; "
             "the data files changed since training."
         )
-    backbone = load_backbone(cfg.llm)
-    template = template_of(cfg)
-    fit_prompts(cfg, data, backbone, template, ("valid", "test"))
+    backbone = _backbone(cfg.llm)
+    template = build_component("template", cfg.template, **cfg.template_options)
+    longest = fit_prompts(cfg, data, backbone, template, ("valid", "test"))[1]
     llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
-    model = _build_model(cfg, llm, load_encoder(path / ENCODER), backbone)
+    model = _build_model(cfg, llm, run_encoder(path), backbone)
     load_trainable(model, path)
-    return LoadedRun(path, cfg, model.to(process_device(device)).eval(), backbone, template,
-                     data)
+    return Run(path, cfg, data, model.to(process_device(device)).eval(), template,
+               build_schedule(cfg.schedule, cfg.schedule_options),
+               EncoderChoice(path / ENCODER, "the run's own copy"), longest)
 
 
-def zero_shot_view(run: LoadedRun) -> LoadedRun:
-    """The same run with the untuned LLM (no LoRA), ranking by title likelihood: the
-    zero-shot baseline."""
-    cfg = replace(run.config, objective="title", user_conditioned=False, objective_options={})
-    backbone = load_backbone(cfg.llm)
-    objective = build_component("objective", cfg.objective, backbone.hidden_size)
-    model = LlaraModel(backbone.model, run.model.encoder, run.model.projector,
-                       backbone.behaviour_id, objective)
+def zero_shot_view(run: Run) -> Run:
+    """The same run with the untuned LLM (no LoRA), ranking by title likelihood on text-only
+    prompts: the zero-shot baseline."""
+    cfg = replace(run.config, objective="title", user_conditioned=False, objective_options={},
+                  schedule="text-only", schedule_options={})
+    model = untuned_model(cfg.llm, run.model.encoder, run.model.projector,
+                          build_component("objective", cfg.objective, run.model.hidden_size))
     device = next(run.model.parameters()).device
-    return replace(run, model=model.to(device).eval(), backbone=backbone, config=cfg)
+    return replace(run, model=model.to(device).eval(), config=cfg,
+                   schedule=build_schedule(cfg.schedule))

@@ -2,12 +2,13 @@
 
 A run folder holds ``config.json`` (the resolved settings, component names and versions),
 ``data.json`` (data set, hash, settings), ``encoder/`` (the encoder the run trained with,
-copied in before the first step), ``projector.safetensors`` + ``projector.json``,
-``objective.safetensors``, ``adapter/`` (peft), ``train_log.jsonl``, ``summary.json`` (written
-last: the run finished), and after evaluation ``metrics.json`` and
-``predictions-<split>-<method>.jsonl``; while training, ``checkpoint/``; ``.lock``, which
-the process writing into the folder holds (``owned``). The weights are written and read by
-``llara_kit.run`` (the assembly); every JSON record here.
+copied in before the first step), ``projector.safetensors``, ``objective.safetensors``,
+``score_direction.safetensors`` (user-conditioned runs with ``user_signal`` score),
+``adapter/`` (peft), ``train_log.jsonl``, ``summary.json`` (written last: the run finished),
+and after evaluation ``metrics.json`` and ``predictions-<split>-<method>.jsonl``; while
+training, ``checkpoint/`` (the same weights, ``optimizer.safetensors`` and ``state.json``);
+``.lock``, which the process writing into the folder holds (``owned``). The weights are
+written and read by ``llara_kit.run`` (the assembly); every JSON record here.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from typing import Any
 
 from llara_kit.config import TrainConfig
 from llara_kit.errors import LlaraKitError
-from llara_kit.plugins import load_plugins
+from llara_kit.plugins import KINDS, load_plugins
 from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
 from llara_kit.version import VERSION
 
 CONFIG, DATA, LOG, SUMMARY, METRICS, LOCK = (
     "config.json", "data.json", "train_log.jsonl", "summary.json", "metrics.json", ".lock")
 ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint"
+CHECKPOINT_STATE = "state.json"  # in a checkpoint folder: the optimizer steps it holds
 # What a finished run has; summary.json is written last, so without it training was killed.
 FINISHED = (CONFIG, DATA, "projector.safetensors", ADAPTER, ENCODER, SUMMARY)
 # Settings older run folders lack, as those runs trained: before objectives existed the
@@ -41,7 +43,6 @@ _OLDER_RUNS = {"objective": "title", "user_conditioned": False, "user_signal": "
 # Objective options older runs trained with where a default has changed since (a run folder
 # stores its options resolved, so a missing one predates its default): the plain head.
 _OLDER_OPTIONS = {"head": {"residual": False}}
-COMPONENT_KINDS = ("encoder", "projector", "schedule", "template", "dataset", "objective")
 
 
 _owned: dict[Path, int] = {}  # folders this process holds -> how many `owned` blocks deep
@@ -88,6 +89,12 @@ def evaluating(run_dir: Path) -> contextlib.AbstractContextManager[None]:
     return owned(run_dir, "evaluating", "wait for it to end, then run this again")
 
 
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """Where ``train`` writes without ``--out``: runs/<time>-<encoder>-<projector>-<schedule>."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{cfg.encoder}-{cfg.projector}-{cfg.schedule}"
+
+
 def is_run(run_dir: Path) -> bool:
     return (Path(run_dir) / CONFIG).is_file()
 
@@ -111,7 +118,7 @@ def write_config(run_dir: Path, cfg: TrainConfig, data_manifest: dict[str, Any])
     """config.json (resolved, with each component's plugin and version) and data.json."""
     plugins = load_plugins()
     components = {}
-    for kind in COMPONENT_KINDS:
+    for kind in KINDS:
         plugin = plugins.registries[kind].get(getattr(cfg, kind)).plugin
         components[kind] = {"name": getattr(cfg, kind), "plugin": plugin,
                             "version": plugins.plugins[plugin].version}
@@ -151,6 +158,19 @@ def read_log(run_dir: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
 
 def write_log(run_dir: Path, entries: list[dict[str, Any]]) -> None:
     write_jsonl(log_path(run_dir), entries)
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT
+
+
+def write_checkpoint_state(folder: Path, step: int) -> None:
+    """``state.json`` of a checkpoint folder being built (written last into it)."""
+    write_json(Path(folder) / CHECKPOINT_STATE, {"step": step})
+
+
+def read_checkpoint_step(folder: Path) -> int:
+    return json.loads((Path(folder) / CHECKPOINT_STATE).read_text())["step"]
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

@@ -12,9 +12,9 @@ import re
 from pathlib import Path
 
 from llara_kit.errors import LlaraKitError
+from llara_kit.plugins import KINDS
 from llara_kit.version import VERSION
 
-KINDS = ("encoder", "projector", "schedule", "template", "dataset")
 _NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 
 _MODULES = {
@@ -133,6 +133,30 @@ class {cls}:
 def register_datasets(register):
     register("{name}", {cls}, description="events.tsv + titles.tsv")
 ''',
+    "objective": '''\
+"""{name}: a training objective for llara-kit: the ``head`` objective's score head (one
+score per candidate, read at its item marker), trained by a pairwise loss: the target
+above each other candidate (BPR) instead of the listwise cross-entropy."""
+
+from torch.nn import functional as F
+
+from llara_kit import hookimpl
+from llara_kit.objectives import HeadObjective
+
+
+class {cls}(HeadObjective):
+    def loss(self, model, batch):
+        scores = self.candidate_scores(model, batch)  # (B, C)
+        target = scores.gather(1, batch.target_pos[:, None])  # (B, 1)
+        others = scores.new_ones(scores.shape, dtype=bool)
+        others[range(len(scores)), batch.target_pos] = False
+        return -F.logsigmoid(target - scores)[others].mean()
+
+
+@hookimpl
+def register_objectives(register):
+    register("{name}", {cls}, description="score head, pairwise BPR loss")
+''',
 }
 
 _TESTS = {
@@ -178,6 +202,14 @@ def test_{func}_keeps_the_dataset_contract(tmp_path):
         "item\\ttitle\\n" + "".join(f"i{{i}}\\tBook {{i}}\\n" for i in range(9)))
     check_dataset("{name}", tmp_path)
 ''',
+    "objective": '''\
+from llara_kit.testing import check_objective
+
+
+def test_{func}_keeps_the_objective_contract():
+    check_objective("{name}")  # on the embedded SmolLM2-135M
+    check_objective("{name}", residual=True)
+''',
 }
 
 _PYPROJECT = '''\
@@ -220,6 +252,8 @@ USAGE = {
     "template": "llara-kit train --encoder sasrec --projector mlp --schedule linear "
                 "--template {name}",
     "dataset": "llara-kit train --dataset {name} --data-dir FOLDER --template item",
+    "objective": "llara-kit train --encoder sasrec --projector mlp --schedule linear "
+                 "--objective {name}",
 }
 
 

@@ -11,12 +11,11 @@ from functools import partial
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.hookspecs import Register, hookimpl
+from llara_kit.plugins import build_component
 
 
 class Schedule:
     """Base class: validates progress, subclasses implement ``p``."""
-
-    monotone = True  # p never decreases with progress
 
     def __call__(self, progress: float) -> float:
         if not isinstance(progress, (int, float)) or not 0.0 <= progress <= 1.0:
@@ -27,6 +26,12 @@ class Schedule:
 
     def p(self, progress: float) -> float:
         raise NotImplementedError
+
+
+def build_schedule(name: str, options: dict | None = None) -> Schedule:
+    """The schedule plugin ``name`` with ``options``: the one place a schedule is built (a
+    run's curriculum, the share of shortlists in training lists, the settings check)."""
+    return build_component("schedule", name, **(options or {}))
 
 
 class LinearSchedule(Schedule):

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-CHECKS = ("check_encoder", "check_projector", "check_schedule", "check_template",
-          "check_dataset", "check_objective")
+from llara_kit.plugins import KINDS
+
+CHECKS = tuple(f"check_{kind}" for kind in KINDS)
 
 
 def __getattr__(name: str) -> Any:

@@ -29,6 +29,7 @@ from torch import nn
 from llara_kit import run_folder
 from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
+from llara_kit.data import target_positions
 from llara_kit.devices import bf16_supported
 from llara_kit.distributed import (
     configure_deepspeed,
@@ -36,24 +37,21 @@ from llara_kit.distributed import (
     make_accelerator,
     my_share,
 )
-from llara_kit.encoders import load_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.lengths import fit_prompts, free_memory, step_memory
-from llara_kit.llm import Backbone, load_backbone
-from llara_kit.plugins import build_component, get_component
+from llara_kit.lengths import Longest, free_memory, step_memory
+from llara_kit.llm import Backbone
+from llara_kit.plugins import KINDS, get_component
 from llara_kit.progress import Progress
 from llara_kit.run import (
-    choose_encoder,
     copy_encoder,
     describe,
-    load_prepared,
     load_trainable,
-    new_model,
+    new_run,
     save_adapter,
     save_trainable,
-    template_of,
 )
-from llara_kit.storage import complete_dir, staged_dir, write_json
+from llara_kit.schedules import build_schedule
+from llara_kit.storage import complete_dir, staged_dir
 from llara_kit.training_lists import training_lists
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
@@ -108,7 +106,9 @@ class Plan:
 
 
 class Trainer:
-    """One process's part of a run (see ``llara_kit.distributed``): ``model`` is the LLaRA
+    """One process's part of a run (see ``llara_kit.distributed``): ``assembled`` is the run
+    (``new_run``: data, model, template, schedule, encoder); the trainer adds what training
+    needs: the accelerator, the optimizer, the plan and the loop. ``model`` is the LLaRA
     module, ``engine`` the same module as accelerate prepared it (DDP-wrapped when launched
     on several processes), which the loop calls."""
 
@@ -123,32 +123,22 @@ class Trainer:
         self.bf16 = use_bf16(cfg, self.device)
 
         with self.accelerator.main_process_first():  # rank 0 writes the caches, others read
-            self.data = load_prepared(cfg)
-            # before pre-training, so that a bad --llm fails fast; a given backbone (random
-            # weights of some shape, for benchmarks) stands in for cfg.llm
-            self.backbone = backbone or load_backbone(cfg.llm)
-            self.template = template_of(cfg)
-            cut, self.longest = fit_prompts(cfg, self.data, self.backbone, self.template,
-                                            ("train",))
-            self.check_memory()
-            self.encoder = choose_encoder(cfg, self.data, self.run_dir, self.show_progress)
-            encoder = load_encoder(self.encoder.folder)
-            self.lists = training_lists(cfg, self.data, encoder, self.show_progress)
-        if cut.cut:
-            self.console.print(cut.describe(self.data.raw_item_ids), soft_wrap=True, markup=False)
-        self.console.print(describe(self.encoder), soft_wrap=True, markup=False)
+            self.assembled = new_run(
+                cfg, self.run_dir, show_progress=self.show_progress, backbone=backbone,
+                check=self.check_memory, console=self.console,
+                frozen_dtype=torch.bfloat16 if self.bf16 and self.device.type == "cuda" else None)
+            self.lists = training_lists(cfg, self.assembled.data, self.assembled.model.encoder,
+                                        self.show_progress)
+        self.data, self.model = self.assembled.data, self.assembled.model.to(self.device)
+        self.console.print(describe(self.assembled.encoder), soft_wrap=True, markup=False)
         if self.lists.mined is not None:
             self.console.print(
                 f"training lists: {cfg.negatives}; the target is in {self.lists.recall():.1%} "
                 f"of the train samples' shortlists ({cfg.cross_fit or 'no'} cross-fitting "
                 "folds)", soft_wrap=True, markup=False)
-        if self.bf16 and self.device.type == "cuda":
-            self.backbone.model.to(torch.bfloat16)  # frozen weights; LoRA and heads stay fp32
-        self.model = new_model(cfg, self.backbone, encoder).to(self.device)
         if cfg.compile:
             for layer in self.model.llm.get_decoder().layers:
                 layer.compile(dynamic=True)  # per layer: one graph, reused 30 times
-        self.schedule = build_component("schedule", cfg.schedule, **cfg.schedule_options)
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
         configure_deepspeed(self.accelerator, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm)
@@ -163,14 +153,14 @@ class Trainer:
                 "(about 10 minutes on 2 cores); --max-train-samples sets another budget, --full "
                 "runs the paper's protocol.", soft_wrap=True)
 
-    def check_memory(self) -> None:
+    def check_memory(self, backbone: Backbone, longest: Longest) -> None:
         """Refuse, in one sentence, a run whose training micro-batch of the longest prompts
         would not fit in the memory free on its device (the weights are loaded by now)."""
-        config, cfg = self.backbone.model.config, self.cfg
+        config, cfg = backbone.model.config, self.cfg
         batch = largest_share(cfg.batch_size, self.world)  # one process's micro-batch
         bf16 = self.bf16 and self.device.type == "cuda"
         need = step_memory(config.num_hidden_layers, config.hidden_size,
-                           config.num_attention_heads, batch, self.longest.tokens,
+                           config.num_attention_heads, batch, longest.tokens,
                            2 if bf16 else 4, cfg.gradient_checkpointing)
         # the processes of one host share its memory
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if self.device.type == "cpu" else 1
@@ -178,7 +168,7 @@ class Trainer:
         free = free_memory(self.device)
         if need > free:
             raise LlaraKitError(
-                f"A training micro-batch of {batch} prompts of up to {self.longest.tokens:,} "
+                f"A training micro-batch of {batch} prompts of up to {longest.tokens:,} "
                 f"tokens needs about {need / 2**30:.1f} GiB ({'bf16' if bf16 else 'fp32'}"
                 f"{f', {local} processes' if local > 1 else ''}) but "
                 f"{free / 2**30:.1f} GiB is free on {self.device.type}; lower --batch-size (and "
@@ -240,13 +230,12 @@ class Trainer:
         idx, targets, cands, hybrid, phrasing = (
             a[mine] for a in (idx, targets, cands, hybrid, phrasing))
         prompts = [
-            self.template.render(self.data.titles, train.history_of(i), c.tolist(),
-                                 bool(h), int(ph))
+            self.assembled.template.render(self.data.titles, train.history_of(i), c.tolist(),
+                                     bool(h), int(ph))
             for i, c, h, ph in zip(idx, cands, hybrid, phrasing, strict=True)
         ]
         answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
-        target_pos = np.argmax(cands == targets[:, None], axis=1).tolist()
-        return collate(self.backbone, prompts, answers, target_pos,
+        return collate(self.model, prompts, answers, target_positions(cands, targets).tolist(),
                        base_scores=self.lists.base_scores(self.data, idx, cands)).to(self.device)
 
     def candidate_lists(self, g: int, p_shortlist: float) -> tuple[np.ndarray, np.ndarray]:
@@ -274,17 +263,18 @@ class Trainer:
         process, DDP): a sharded run resumes its weights with fresh moments."""
         state = self._gathered()
         if self.is_main:
-            with staged_dir(self.run_dir / "checkpoint") as tmp:
+            with staged_dir(run_folder.checkpoint_path(self.run_dir)) as tmp:
                 save_adapter(self.model.llm, tmp / "adapter", state)
-                save_trainable(self.model, self.cfg, tmp, state)
+                save_trainable(self.model, tmp, state)
                 if not self.sharded:
                     save_file(_optimizer_tensors(self.optimizer, self.params),
                               str(tmp / "optimizer.safetensors"))
-                write_json(tmp / "state.json", {"step": step})
+                run_folder.write_checkpoint_state(tmp, step)
         self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self) -> int:
-        ckpt = complete_dir(self.run_dir / "checkpoint", "state.json")
+        ckpt = complete_dir(run_folder.checkpoint_path(self.run_dir),
+                            run_folder.CHECKPOINT_STATE)
         if ckpt is None:
             return 0
         adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
@@ -296,14 +286,15 @@ class Trainer:
         else:
             self.console.print("The checkpoint holds no optimizer moments (a sharded run): "
                                "AdamW starts afresh from its weights.")
-        return json.loads((ckpt / "state.json").read_text())["step"]
+        return run_folder.read_checkpoint_step(ckpt)
 
     # --- the loop -------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         cfg, plan = self.cfg, self.plan
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:
-            copy_encoder(self.encoder.folder, self.run_dir)  # what a resumed run will use
+            # what a resumed run will use
+            copy_encoder(self.assembled.encoder.folder, self.run_dir)
         start = self.load_checkpoint() if resume else 0
         kept = run_folder.read_log(self.run_dir, torn_tail=True) if resume else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
@@ -346,7 +337,7 @@ class Trainer:
         lr = learning_rate(cfg, step, self.plan.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["scale"]
-        p = self.schedule(step / self.plan.total_steps)
+        p = self.assembled.schedule(step / self.plan.total_steps)
         p_short = self.lists.shortlist_share(step / self.plan.total_steps)
         first = step * cfg.grad_accum
         micro = range(first, min(first + cfg.grad_accum, total_micro))
@@ -418,10 +409,11 @@ class Trainer:
         state = self._gathered()
         if self.is_main:
             save_adapter(self.model.llm, self.run_dir / "adapter", state)
-            save_trainable(self.model, self.cfg, self.run_dir, state)
+            save_trainable(self.model, self.run_dir, state)
             run_folder.write_summary(self.run_dir, summary)
-            for name in ("checkpoint", "checkpoint.old"):
-                shutil.rmtree(self.run_dir / name, ignore_errors=True)
+            ckpt = run_folder.checkpoint_path(self.run_dir)
+            for path in (ckpt, ckpt.with_name(ckpt.name + ".old")):
+                shutil.rmtree(path, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         return summary
 
@@ -452,11 +444,11 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, params: list,
 def check_components(cfg: TrainConfig) -> None:
     """Fail on a misspelt component, one that cannot be imported, or a bad option, before
     any slow work starts."""
-    for kind in ("encoder", "projector", "template", "dataset", "objective"):
+    for kind in KINDS:
         get_component(kind, getattr(cfg, kind)).factory  # noqa: B018 - imports a lazy one
-    build_component("schedule", cfg.schedule, **cfg.schedule_options)
+    build_schedule(cfg.schedule, cfg.schedule_options)  # its options, too
     if cfg.negatives == "mixed":
-        build_component("schedule", cfg.negatives_schedule)
+        build_schedule(cfg.negatives_schedule)
 
 
 def check_resume(cfg: TrainConfig, run_dir: Path) -> None:

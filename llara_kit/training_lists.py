@@ -29,8 +29,8 @@ from llara_kit.config import PretrainSettings, TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.plugins import build_component
 from llara_kit.pretrain import pretrain_encoder
+from llara_kit.schedules import build_schedule
 from llara_kit.shortlists import Shortlists, shortlists
 from llara_kit.storage import atomic_path, cache_home, sha256_json
 from llara_kit.version import VERSION
@@ -136,8 +136,7 @@ def training_lists(cfg: TrainConfig, data: PreparedData, encoder: Encoder,
         fold, scorers = np.zeros(n, dtype=np.int64), [encoder]
     mined = (None if cfg.negatives == "random"
              else mined_shortlists(data, scorers, fold, data.settings.candidates))
-    schedule = (build_component("schedule", cfg.negatives_schedule)
-                if cfg.negatives == "mixed" else None)
+    schedule = build_schedule(cfg.negatives_schedule) if cfg.negatives == "mixed" else None
     return TrainingLists(scorers, fold, mined, cfg.negatives, cfg.missing_target, schedule)
 
 

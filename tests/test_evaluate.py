@@ -51,9 +51,9 @@ def test_bf16_scoring_on_a_gpu_matches_fp32(run, device):
     prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=8)
     titles = [[run.data.titles[c] for c in row] for row in cands]
     score = run.model.objective.score
-    exact = score(run.model, run.backbone, prompts, titles).float()  # (B, C)
+    exact = score(run.model, prompts, titles).float()  # (B, C)
     with scoring_autocast(run.model, "auto"):
-        fast = score(run.model, run.backbone, prompts, titles).float()
+        fast = score(run.model, prompts, titles).float()
     spread = (exact.max(1).values - exact.min(1).values)[:, None]
     assert ((fast - exact).abs() <= 0.05 * spread + 1e-4).all()
 
@@ -61,9 +61,9 @@ def test_bf16_scoring_on_a_gpu_matches_fp32(run, device):
 def test_cached_scoring_equals_a_full_forward(run):
     prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=2)
     titles = [[run.data.titles[c] for c in row] for row in cands]
-    lp, n_tok = candidate_logprobs(run.model, run.backbone, prompts, titles)
+    lp, n_tok = candidate_logprobs(run.model, prompts, titles)
     for b, c in ((0, 0), (1, 7)):
-        batch = collate(run.backbone, [prompts[b]], [titles[b][c]]).to(TEST_DEVICE)
+        batch = collate(run.model, [prompts[b]], [titles[b][c]]).to(TEST_DEVICE)
         with torch.no_grad():
             hidden = run.model.hidden_states(batch)[0]
             logp = run.model.llm.get_output_embeddings()(hidden).float().log_softmax(-1)
@@ -84,7 +84,7 @@ def test_score_rankings_do_not_depend_on_batch_size(run):
 
 
 def test_score_mode_metrics_and_predictions(run):
-    metrics = evaluate(run, "test", "score", show_progress=False)
+    metrics = evaluate(run, "test", "score", show_progress=False).metrics
     rows = read_jsonl(run.path / "predictions-test-score.jsonl")
     assert len(rows) == len(run.data.splits["test"])
     hits = np.mean([r["ranking"][0] == r["target"] for r in rows])
@@ -110,8 +110,8 @@ def test_score_mode_with_a_limit_and_orders(run):
 
 
 def test_generate_and_constrained_modes(run):
-    gen = evaluate(run, "test", "generate", limit=4, show_progress=False)
-    con = evaluate(run, "test", "constrained", limit=4, show_progress=False)
+    gen = evaluate(run, "test", "generate", limit=4, show_progress=False).metrics
+    con = evaluate(run, "test", "constrained", limit=4, show_progress=False).metrics
     assert con["ValidRatio"]["value"] == 1.0  # constrained answers are candidates by design
     assert set(gen) == {"HR@1", "ValidRatio", "HR@1 (valid only)"}
     rows = read_jsonl(run.path / "predictions-test-constrained.jsonl")
@@ -124,8 +124,8 @@ def test_generate_and_constrained_modes(run):
 def test_greedy_answers_with_left_padding_match_single_runs(run):
     prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=3)
     titles = [[run.data.titles[c] for c in row] for row in cands]
-    together = greedy_answers(run.model, run.backbone, prompts, titles)
-    alone = [greedy_answers(run.model, run.backbone, [p], [t])[0]
+    together = greedy_answers(run.model, prompts, titles)
+    alone = [greedy_answers(run.model, [p], [t])[0]
              for p, t in zip(prompts, titles, strict=True)]
     assert together == alone
 
@@ -170,9 +170,9 @@ def test_head_scores_reload_and_match_training(head_dir):
     assert run.config.objective == "head" and run.config.user_conditioned
     prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=3)
     titles = [[run.data.titles[c] for c in row] for row in cands]
-    scores = run.model.objective.score(run.model, run.backbone, prompts, titles)
+    scores = run.model.objective.score(run.model, prompts, titles)
     assert scores.shape == (3, CYCLE_SETTINGS.candidates)
-    one = run.model.objective.score(run.model, run.backbone, prompts[1:2], titles[1:2])
+    one = run.model.objective.score(run.model, prompts[1:2], titles[1:2])
     assert torch.allclose(scores[1:2], one, atol=1e-5)  # padding does not change a score
     with pytest.raises(LlaraKitError, match="trained with the 'head' objective; use --mode"):
         evaluate(run, "test", "generate", limit=2, show_progress=False)

@@ -150,14 +150,14 @@ def test_an_untrained_residual_model_ranks_as_its_encoder(second_dir):
     prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=3)
     titles = [[run.data.titles[c] for c in row] for row in cands]
     base = torch.randn(3, cands.shape[1])
-    scores = objective.score(run.model, run.backbone, prompts, titles, base)
+    scores = objective.score(run.model, prompts, titles, base)
     assert torch.allclose(scores, base)
     # without given scores, the model computes its encoder's (hybrid rows)
     s = run.data.splits["test"]
     with torch.no_grad():
         full = run.model.encoder(torch.from_numpy(s.history[:3]),
                                  torch.from_numpy(s.lengths[:3]))
-    own = objective.score(run.model, run.backbone, prompts, titles)
+    own = objective.score(run.model, prompts, titles)
     assert torch.allclose(own, full.gather(1, torch.from_numpy(cands)), atol=1e-4)
     with pytest.raises(LlaraKitError, match="residual='yes'"):
         type(objective)(8, residual="yes")

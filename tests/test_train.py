@@ -93,7 +93,7 @@ def test_behavioural_tokens_carry_projected_vectors(assets, tmp_path):
     trainer = Trainer(config(assets, user_conditioned=False), tmp_path, show_progress=False)
     model, batch = trainer.model.eval(), trainer.micro_batch(0, 1.0)
     embeds = model.input_embeddings(batch)  # (B, T, H)
-    at = batch.input_ids == trainer.backbone.behaviour_id
+    at = batch.input_ids == trainer.model.behaviour_id
     assert int(at.sum()) == len(batch.item_ids) == 4 * (5 + 10) - sum(
         5 - int(n) for n in trainer.data.splits["train"].lengths[trainer._epoch(0)[0][0]])
     expected = model.projector(model.encoder.item_embeddings(batch.item_ids))
@@ -162,8 +162,8 @@ def test_older_run_folders_read_as_they_trained(tmp_path):
 
 def test_head_objective_reads_the_candidates_markers(assets, tmp_path):
     trainer = Trainer(config(assets, objective="head"), tmp_path, show_progress=False)
-    backbone = trainer.backbone
-    for p_hybrid, marker in ((0.0, backbone.placeholder_id), (1.0, backbone.behaviour_id)):
+    model = trainer.model  # carries its tokenizer and special token ids
+    for p_hybrid, marker in ((0.0, model.placeholder_id), (1.0, model.behaviour_id)):
         batch = trainer.micro_batch(0, p_hybrid)
         assert batch.candidate_at.shape == (len(batch.hybrid), 10)
         assert (batch.input_ids.gather(1, batch.candidate_at) == marker).all()
@@ -236,8 +236,7 @@ def test_run_folder_reloads(assets, tmp_path):
 def test_run_folder_contents_and_no_pickles(assets, tmp_path):
     train(config(assets), tmp_path / "r", show_progress=False)
     names = {p.relative_to(tmp_path / "r").as_posix() for p in (tmp_path / "r").rglob("*")}
-    assert {"config.json", "data.json", "projector.safetensors", "projector.json",
-            "objective.safetensors",
+    assert {"config.json", "data.json", "projector.safetensors", "objective.safetensors",
             "adapter/adapter_model.safetensors", "adapter/adapter_config.json",
             "encoder/encoder.safetensors", "encoder/encoder.json", "train_log.jsonl",
             "summary.json"} <= names
@@ -320,7 +319,7 @@ def test_cli_train_with_real_smollm2(assets, tmp_path):
     assert result.exit_code == 0, result.output
     assert "steps" in result.output and "final loss" in result.output
     loaded = load_run(out)
-    assert loaded.config.llm == "smollm2-135m" and loaded.backbone.hidden_size == 576
+    assert loaded.config.llm == "smollm2-135m" and loaded.model.hidden_size == 576
     log = read_jsonl(out / "train_log.jsonl")
     assert len(log) == 2 and all(0 < e["loss"] < 20 for e in log)
     assert loaded.config.objective == "head" and loaded.config.user_conditioned  # defaults

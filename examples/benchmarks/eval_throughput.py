@@ -15,16 +15,16 @@ import time
 import torch
 
 from llara_kit.batching import collate
-from llara_kit.evaluate import evaluate, split_prompts, uses_hybrid
+from llara_kit.evaluate import evaluate, split_prompts
 from llara_kit.run import load_run
 
 
 @torch.no_grad()
 def reference_generation(run, prompts, batch_size: int) -> None:
-    tok = run.backbone.tokenizer
+    tok = run.model.tokenizer
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        batch = collate(run.backbone, chunk, [None] * len(chunk)).to(run.model.llm.device)
+        batch = collate(run.model, chunk, [None] * len(chunk)).to(run.model.llm.device)
         embeds = run.model.input_embeddings(batch)
         run.model.llm.generate(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                do_sample=False, max_new_tokens=64,
@@ -47,7 +47,7 @@ def main() -> None:
         evaluate(run, "test", mode, batch_size=args.batch_size, limit=args.samples,
                  record=False, show_progress=False)
         rates[mode] = args.samples / (time.perf_counter() - started)
-    prompts = split_prompts(run, "test", uses_hybrid(run), args.samples)[0]
+    prompts = split_prompts(run, "test", run.hybrid, args.samples)[0]
     started = time.perf_counter()
     reference_generation(run, prompts, args.batch_size)
     rates["reference-style generation"] = args.samples / (time.perf_counter() - started)

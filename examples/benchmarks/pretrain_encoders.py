@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 
 from llara_kit.data import DataSettings, prepare_data
-from llara_kit.metrics import format_interval as fmt
 from llara_kit.metrics import paired_difference, per_sample
 from llara_kit.pretrain import pretrain_encoder
 from llara_kit.ranking import (
@@ -31,6 +30,7 @@ from llara_kit.ranking import (
     popularity_scorer,
     score_item_scorer,
 )
+from llara_kit.render import format_interval as fmt
 
 
 def main() -> None:

@@ -48,11 +48,13 @@ def longest_and_estimate(data_dir: Path, batch: int, checkpointing: bool) -> tup
     from llara_kit.config import TrainConfig
     from llara_kit.lengths import fit_prompts, step_memory
     from llara_kit.llm import load_backbone
-    from llara_kit.run import load_prepared, template_of
+    from llara_kit.plugins import build_component
+    from llara_kit.run import load_prepared
 
     cfg = TrainConfig(dataset="csv", data_dir=str(data_dir), template="item", title_tokens=0)
     backbone = load_backbone(cfg.llm)
-    longest = fit_prompts(cfg, load_prepared(cfg), backbone, template_of(cfg), ("train",))[1]
+    template = build_component("template", cfg.template)
+    longest = fit_prompts(cfg, load_prepared(cfg), backbone, template, ("train",))[1]
     c = backbone.model.config
     need = step_memory(c.num_hidden_layers, c.hidden_size, c.num_attention_heads, batch,
                        longest.tokens, 4, checkpointing)

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 
 from llara_kit.buckets import bucket_differences, sample_buckets
-from llara_kit.compare import add_paired, cell, comparison, table_json
-from llara_kit.compare import markdown as comparison_markdown
+from llara_kit.compare import add_paired, comparison, table_json
 from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
-from llara_kit.evaluate import evaluate
+from llara_kit.evaluate import evaluate, stored_evaluation
 from llara_kit.fusion import evaluate_fusion
 from llara_kit.metrics import paired_difference, per_sample, summarise
 from llara_kit.ranking import (
@@ -38,6 +37,8 @@ from llara_kit.ranking import (
     candidate_scores,
     popularity_scorer,
 )
+from llara_kit.render import cell
+from llara_kit.render import markdown as comparison_markdown
 from llara_kit.run import load_prepared, load_run, zero_shot_view
 from llara_kit.run_folder import (
     load_metrics,
@@ -136,7 +137,7 @@ def run_point(name: str, settings: dict, out: Path) -> None:
     run = load_run(folder)
     started = time.perf_counter()
     limit = TITLE_VALID_USERS if cfg.objective == "title" else VALID_USERS
-    metrics = evaluate(run, "valid", batch_size=8, limit=limit, show_progress=False)
+    metrics = evaluate(run, "valid", batch_size=8, limit=limit, show_progress=False).metrics
     write_json(folder / "valid.json", {
         "name": name, "settings": settings, "valid": metrics, "valid_users": limit,
         "train_seconds": summary["train_seconds"], "train_wall_seconds": round(wall, 1),
@@ -155,7 +156,7 @@ def score_retrieved(folder: Path, run=None) -> None:
         return
     started = time.perf_counter()
     metrics = evaluate(run or load_run(folder), "valid", batch_size=8, limit=VALID_USERS,
-                       candidates="retrieved", show_progress=False)
+                       candidates="retrieved", show_progress=False).metrics
     write_json(folder / "valid.json", record | {
         "valid_retrieved": metrics,
         "eval_retrieved_seconds": round(time.perf_counter() - started, 1)})
@@ -384,11 +385,12 @@ def test_table(out: Path, chosen: str, others: list[str], zero_shot: bool = True
     for folder in runs:
         stored = load_metrics(folder).get("test", {})
         run = None
-        if "score" not in stored:
+        if "score" not in stored or "fused" not in stored:
             run = load_run(folder)
-            evaluate(run, "test", batch_size=8, show_progress=False)
-        if "fused" not in stored:  # from the stored scores: no further LLM pass
-            evaluate_fusion(run or load_run(folder))
+            test = (evaluate(run, "test", batch_size=8, show_progress=False)
+                    if "score" not in stored else stored_evaluation(run, "test", "score"))
+            if "fused" not in stored:  # valid's scores as grid point scoring stored them
+                evaluate_fusion(run, stored_evaluation(run, "valid", "score"), test)
         if zero_shot and folder == zs_folder and "zero-shot-score" not in stored:
             evaluate(zero_shot_view(run or load_run(folder)), "test", batch_size=8,
                      limit=ZERO_SHOT_USERS, method="zero-shot-score", hybrid=False,
@@ -423,10 +425,11 @@ def catalogue_table(runs: list[Path], data) -> list[str]:
         if "score-retrieved" in stored and "fused-retrieved" in stored:
             continue
         run = load_run(folder)
-        for split in ("valid", "test"):
-            evaluate(run, split, batch_size=8, candidates="retrieved", show_progress=False,
-                     limit=VALID_USERS if split == "valid" else None)
-        evaluate_fusion(run, "score-retrieved")
+        valid, test = (evaluate(run, split, batch_size=8, candidates="retrieved",
+                                show_progress=False,
+                                limit=VALID_USERS if split == "valid" else None)
+                       for split in ("valid", "test"))
+        evaluate_fusion(run, valid, test)
     rows = comparison(runs, data, "test", candidates="retrieved")
     columns = ["HR@1", "NDCG@10", "Recall@10", "Recall@20", "MRR"]
     paired = add_paired(rows, "sasrec alone")

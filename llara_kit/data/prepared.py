@@ -38,6 +38,11 @@ from llara_kit.version import VERSION
 FORMAT = 1  # bump when the stored layout or the protocol changes
 
 
+def target_positions(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(n,) the column of each row's target in its candidate list: (n, C), (n,)."""
+    return np.argmax(candidates == targets[:, None], axis=1)
+
+
 @dataclass
 class Split:
     """One split's samples. ``candidates`` is stored for valid/test, drawn per epoch for train."""
@@ -54,7 +59,7 @@ class Split:
 
     def target_positions(self) -> np.ndarray:
         """(n,) index of each target among its stored candidates (valid/test)."""
-        return np.argmax(self.candidates == self.targets[:, None], axis=1)
+        return target_positions(self.candidates, self.targets)
 
     def candidate_draws(self) -> list[np.ndarray]:
         """Every stored candidate draw, (n, C) each; the first is ``candidates``."""
