@@ -33,5 +33,5 @@ if __name__ == "__main__":
     register_plugin(sys.modules[__name__], "meanpool-example")
     with tempfile.TemporaryDirectory() as tmp:
         check_encoder("meanpool", tmp)
-    print("meanpool passes the encoder contract; try: llara_kit.pretrain.pretrain_encoder("
+    print("meanpool passes the encoder contract; try: llara_kit.encoders.pretrain.pretrain_encoder("
           "'meanpool', data)")

@@ -18,7 +18,7 @@ def get_schedule(name: str):
 def __getattr__(name: str):
     """``llara_kit.Recommender`` without importing the model stack at ``import llara_kit``."""
     if name == "Recommender":
-        from llara_kit.recommend import Recommender
+        from llara_kit.evaluation.recommend import Recommender
 
         return Recommender
     raise AttributeError(f"module 'llara_kit' has no attribute {name!r}")

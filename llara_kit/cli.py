@@ -126,8 +126,8 @@ def data_prepare(as_json: bool, **kw) -> None:
 def data_info(llm: str, title_tokens: int, as_json: bool, **kw) -> None:
     """Users, items, interactions, samples per split, the data hash, and how many titles a
     run would cut to --title-tokens tokens of --llm's tokenizer."""
-    from llara_kit.lengths import cut_titles
-    from llara_kit.llm import load_tokenizer
+    from llara_kit.model.lengths import cut_titles
+    from llara_kit.model.llm import load_tokenizer
 
     show_data(kw, as_json,
               lambda prepared: cut_titles(prepared.titles, load_tokenizer(llm), title_tokens))
@@ -153,7 +153,7 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
              weight_decay: float, encoder_option: tuple[str, ...], force: bool, device: str,
              as_json: bool, **kw) -> None:
     """Train a sequential recommender on the train split and score it on the test candidates."""
-    from llara_kit.pretrain import popularity_baseline, pretrain_encoder
+    from llara_kit.encoders.pretrain import popularity_baseline, pretrain_encoder
 
     data, _ = load_data(kw)
     settings = PretrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
@@ -188,7 +188,7 @@ def train(config_file: Path | None, preset: str | None, full: bool, out: Path | 
     """Train LLaRA: LoRA on the LLM and the projector, under a curriculum."""
     from llara_kit.distributed import launched
     from llara_kit.run_folder import default_run_dir
-    from llara_kit.train import train as run_training
+    from llara_kit.training.train import train as run_training
 
     cfg = resolve("paper" if full else preset, config_file, overrides(kw))
     if out is None:
@@ -240,8 +240,8 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
                      batch_size: int, limit: int | None, device: str, as_json: bool) -> None:
     """Score a trained run on the stored candidates or over the whole catalogue; writes
     metrics.json and predictions."""
-    from llara_kit.assessment import assess
-    from llara_kit.recommend import second_stage
+    from llara_kit.evaluation.assessment import assess
+    from llara_kit.evaluation.recommend import second_stage
 
     done = assess(run, split, mode, zero_shot=zero_shot, fuse=fuse, permutations=permutations,
                   draws=draws, candidates=candidates, shortlist=shortlist,
@@ -297,7 +297,7 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
             candidates: str, buckets: bool, as_json: bool, markdown: bool) -> None:
     """Baselines and runs side by side on the same candidates (like the paper's Table 2),
     or over the whole catalogue."""
-    from llara_kit.compare import (
+    from llara_kit.evaluation.compare import (
         PAIRED,
         add_paired,
         bucket_comparison,
@@ -350,7 +350,7 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
 def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> None:
     """One self-contained HTML page: training curves, the comparison with intervals, HR@1 by
     candidate position, config and data hash. Needs matplotlib (the report extra)."""
-    from llara_kit.report import write_report  # matplotlib: only this command needs it
+    from llara_kit.evaluation.report import write_report  # matplotlib: only this command needs it
 
     path = write_report(list(runs), out or runs[0] / "report.html", split, mode)
     click.echo(f"report: {path.resolve()}")
@@ -368,7 +368,7 @@ def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> N
 def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], top_k: int,
               device: str, as_json: bool) -> None:
     """Rank items for a history: the given candidates, or every unseen item via the encoder."""
-    from llara_kit.recommend import Recommender
+    from llara_kit.evaluation.recommend import Recommender
 
     recommender = Recommender.from_run(run, device=device)
     recs = recommender.recommend(list(history), list(candidates) or None, top_k)

@@ -76,7 +76,7 @@ class TrainConfig:
         "score", "What a user-conditioned candidate token adds: score = the encoder's score "
                  "<item, user state> times a learned vector; product = projector(item * "
                  "user state).")
-    # training lists (llara_kit/training_lists.py)
+    # training lists (llara_kit/training/lists.py)
     negatives: str = _f(
         "random", "Training lists: random (the paper's 20 random unseen items), shortlist (the "
                   "encoder's top unseen items: hard negatives) or mixed (shortlists with the "
@@ -88,7 +88,7 @@ class TrainConfig:
     cross_fit: int = _f(
         0, "Folds of cross-fitted encoders that shortlist and score training samples "
            "(0 = the run's encoder, which trained on them: leaky).")
-    # prompt lengths (llara_kit/lengths.py)
+    # prompt lengths (llara_kit/model/lengths.py)
     title_tokens: int = _f(
         48, "Longest title in tokens; longer ones are cut, with an ellipsis (0 = whole "
             "titles).")

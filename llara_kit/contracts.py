@@ -112,7 +112,7 @@ def check_template(name: str, **options) -> None:
     candidates, hybrid, phrasing)`` gives a ``Prompt`` ending in ``Answer:`` that names every
     item once with one marker each: the behavioural token (hybrid, item ids history then
     candidates) or the placeholder (text-only)."""
-    from llara_kit.prompts import BEHAVIOUR, PLACEHOLDER, Prompt
+    from llara_kit.model.prompts import BEHAVIOUR, PLACEHOLDER, Prompt
 
     template = get_component("template", name).factory(**options)
     titles = ["", "Alpha One", "Beta Two", "Gamma Three", "Delta Four", "Epsilon Five"]
@@ -159,8 +159,8 @@ def check_objective(name: str, llm: str = field_default("llm"), **options) -> No
     and after a save/load of its weights through safetensors."""
     from safetensors.torch import load_file, save_file
 
-    from llara_kit.batching import collate
-    from llara_kit.objectives import Objective
+    from llara_kit.model.batching import collate
+    from llara_kit.model.objectives import Objective
     from llara_kit.run import untuned_model
 
     factory = get_component("objective", name).factory

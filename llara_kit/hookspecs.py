@@ -61,7 +61,7 @@ def register_projectors(register: Register) -> None:
 def register_templates(register: Register) -> None:
     """Register prompt templates.
 
-    ``factory(**template_options)`` returns a ``llara_kit.prompts.Template``: its
+    ``factory(**template_options)`` returns a ``llara_kit.model.prompts.Template``: its
     ``render(titles, history, candidates, hybrid, phrasing)`` gives one sample's ``Prompt``
     in text-only or hybrid form and reports where the behavioural tokens go.
     """
@@ -90,7 +90,7 @@ def register_datasets(register: Register) -> None:
 def register_objectives(register: Register) -> None:
     """Register training objectives.
 
-    ``factory(hidden_size, **options)`` returns an ``Objective`` (``llara_kit.objectives``):
+    ``factory(hidden_size, **options)`` returns an ``Objective`` (``llara_kit.model.objectives``):
     an ``nn.Module`` whose parameters train with the LoRA and are saved in the run folder,
     with ``answer(target) -> str | None`` (the text trained after the prompt),
     ``loss(model, batch) -> scalar`` and ``score(model, prompts, candidates,

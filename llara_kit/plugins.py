@@ -31,11 +31,11 @@ from llara_kit.version import VERSION
 KINDS = ("encoder", "projector", "template", "schedule", "dataset", "objective")
 
 DEFAULT_PLUGINS = (
-    "llara_kit.builtins",  # the torch components: encoders, projectors, objectives
-    "llara_kit.schedules",
+    "llara_kit.components",  # the torch components: encoders, projectors, objectives
+    "llara_kit.model.schedules",
     "llara_kit.data.sources",
     "llara_kit.data.public",
-    "llara_kit.prompts",
+    "llara_kit.model.prompts",
 )
 
 # Set to 1 to skip third-party plugins (the test suite does; so can a user debugging one).

@@ -11,12 +11,12 @@ from rich import box
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from llara_kit.compare import Row
     from llara_kit.data import PreparedData
-    from llara_kit.evaluate import Evaluation
-    from llara_kit.fusion import Fusion
-    from llara_kit.lengths import TitleCut
-    from llara_kit.recommend import Recommendation
+    from llara_kit.evaluation.compare import Row
+    from llara_kit.evaluation.evaluate import Evaluation
+    from llara_kit.evaluation.fusion import Fusion
+    from llara_kit.evaluation.recommend import Recommendation
+    from llara_kit.model.lengths import TitleCut
 
 # --- cells ------------------------------------------------------------------------------
 def format_interval(m: dict[str, float]) -> str:

@@ -23,13 +23,14 @@ from llara_kit.config import PretrainSettings, TrainConfig
 from llara_kit.data import PreparedData, prepare_data
 from llara_kit.distributed import process_device
 from llara_kit.encoders import Encoder, load_encoder
+from llara_kit.encoders.pretrain import pretrain_encoder, stored_encoders
 from llara_kit.errors import LlaraKitError
-from llara_kit.lengths import Longest, fit_prompts
-from llara_kit.llm import Backbone, load_backbone
-from llara_kit.model import LlaraModel
+from llara_kit.model.lengths import Longest, fit_prompts
+from llara_kit.model.llara import LlaraModel
+from llara_kit.model.llm import Backbone, load_backbone
+from llara_kit.model.prompts import Template
+from llara_kit.model.schedules import Schedule, build_schedule
 from llara_kit.plugins import build_component
-from llara_kit.pretrain import pretrain_encoder, stored_encoders
-from llara_kit.prompts import Template
 from llara_kit.run_folder import (
     ADAPTER,
     ENCODER,
@@ -37,7 +38,6 @@ from llara_kit.run_folder import (
     read_data_manifest,
     require_finished,
 )
-from llara_kit.schedules import Schedule, build_schedule
 from llara_kit.storage import atomic_path, staged_dir
 
 
@@ -55,6 +55,8 @@ def load_prepared(cfg: TrainConfig, draws: int = 1) -> PreparedData:
 class EncoderChoice:
     folder: Path  # safetensors + JSON, as `pretrain` stores them
     how: str  # why this one, for the user
+    encoder: Encoder | None = None  # already in memory (pre-trained now), else read the folder
+    report: dict | None = None  # its pretrain.json, when in memory
 
 
 def choose_encoder(cfg: TrainConfig, data: PreparedData, run_dir: Path,
@@ -75,7 +77,8 @@ def choose_encoder(cfg: TrainConfig, data: PreparedData, run_dir: Path,
     pre = pretrain_encoder(cfg.encoder, data, cfg.encoder_options,
                            PretrainSettings(seed=cfg.seed), show_progress=show_progress,
                            device=cfg.device)
-    return EncoderChoice(pre.path, "pre-trained now with the default settings")
+    return EncoderChoice(pre.path, "pre-trained now with the default settings", pre.encoder,
+                         pre.report)
 
 
 def _check_stored(folder: Path, name: str, data: PreparedData) -> None:
@@ -103,9 +106,10 @@ def run_encoder(path: Path) -> Encoder:
 def describe(choice: EncoderChoice) -> str:
     """One line: which encoder, why, and how it was pre-trained."""
     report_path = choice.folder / "pretrain.json"
+    report = choice.report or (json.loads(report_path.read_text()) if report_path.is_file()
+                               else None)
     facts = ""
-    if report_path.is_file():
-        report = json.loads(report_path.read_text())
+    if report is not None:
         test = report.get("test", {}).get("HR@1", {}).get("value")
         facts = (f" ({report['epochs_run']} epochs of at most {report['settings']['epochs']}"
                  + (f", test HR@1 {test:.3f}" if test is not None else "") + ")")
@@ -243,7 +247,8 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     if cut.cut and console is not None:
         console.print(cut.describe(data.raw_item_ids), soft_wrap=True, markup=False)
     choice = choose_encoder(cfg, data, folder, show_progress)
-    encoder = load_encoder(choice.folder)  # before seeding: its build draws random numbers
+    # before seeding: building an encoder draws random numbers
+    encoder = choice.encoder or load_encoder(choice.folder)
     if frozen_dtype is not None:
         backbone.model.to(frozen_dtype)  # LoRA and the heads stay fp32
     torch.manual_seed(cfg.seed)

@@ -91,7 +91,7 @@ def register_schedules(register):
 from functools import partial
 
 from llara_kit import hookimpl
-from llara_kit.prompts import PromptTemplate
+from llara_kit.model.prompts import PromptTemplate
 
 PHRASINGS = (
     "This reader has read these books, in order: {{history}}. Which book will they read "
@@ -141,7 +141,7 @@ above each other candidate (BPR) instead of the listwise cross-entropy."""
 from torch.nn import functional as F
 
 from llara_kit import hookimpl
-from llara_kit.objectives import HeadObjective
+from llara_kit.model.objectives import HeadObjective
 
 
 class {cls}(HeadObjective):

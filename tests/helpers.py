@@ -11,8 +11,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from llara_kit.config import TrainConfig
 from llara_kit.data import DataSettings, PreparedData, prepare_data
-from llara_kit.llm import resolve_llm
-from llara_kit.train import train
+from llara_kit.model.llm import resolve_llm
+from llara_kit.training.train import train
 
 # Where tests put their models and batches: the CPU unless LLARA_KIT_TEST_DEVICE says otherwise
 # (``LLARA_KIT_TEST_DEVICE=cuda make test`` runs the suite on a GPU).

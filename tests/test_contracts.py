@@ -42,7 +42,7 @@ def test_an_objective_whose_loss_misses_its_weights_is_caught(llara_plugin, tmp_
     from torch import nn
 
     from llara_kit import hookimpl
-    from llara_kit.objectives import HeadObjective
+    from llara_kit.model.objectives import HeadObjective
 
     class DeafHead(HeadObjective):
         def __init__(self, hidden_size):

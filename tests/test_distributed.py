@@ -31,7 +31,7 @@ from llara_kit.distributed import (
 )
 from llara_kit.errors import LlaraKitError
 from llara_kit.storage import read_jsonl
-from llara_kit.train import Trainer
+from llara_kit.training.train import Trainer
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "accelerate"
 

@@ -13,13 +13,13 @@ from llara_kit import load_plugins
 from llara_kit.cli import cli
 from llara_kit.contracts import check_encoder
 from llara_kit.encoders import load_encoder
-from llara_kit.errors import LlaraKitError
-from llara_kit.pretrain import (
+from llara_kit.encoders.pretrain import (
     PretrainSettings,
     build_encoder,
     pretrain_encoder,
     stored_encoders,
 )
+from llara_kit.errors import LlaraKitError
 from llara_kit.storage import sha256_file
 
 ENCODERS = load_plugins().registries["encoder"].names()

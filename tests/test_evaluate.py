@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from helpers import CYCLE_SETTINGS, TEST_DEVICE, train_tiny
 
 import llara_kit
-from llara_kit.batching import collate
 from llara_kit.cli import cli
 from llara_kit.devices import bf16_supported, scoring_autocast
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import evaluate, normalise, split_prompts
-from llara_kit.inference import candidate_logprobs, greedy_answers
-from llara_kit.recommend import Recommender
+from llara_kit.evaluation.evaluate import evaluate, normalise, split_prompts
+from llara_kit.evaluation.recommend import Recommender
+from llara_kit.model.batching import collate
+from llara_kit.model.inference import candidate_logprobs, greedy_answers
 from llara_kit.run import load_run, zero_shot_view
 from llara_kit.run_folder import load_metrics
 from llara_kit.storage import read_jsonl

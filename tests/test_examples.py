@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from llara_kit.config import resolve
-from llara_kit.train import check_components
+from llara_kit.training.train import check_components
 
 ROOT = Path(__file__).resolve().parents[1]
 

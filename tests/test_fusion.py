@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from llara_kit.fusion import choose_lambda, fuse, standardise
+from llara_kit.evaluation.fusion import choose_lambda, fuse, standardise
 from llara_kit.metrics import paired_difference
 
 

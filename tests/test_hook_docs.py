@@ -12,9 +12,9 @@ from click.testing import CliRunner
 import llara_kit
 from llara_kit import hookspecs
 from llara_kit.cli import cli
-from llara_kit.objectives import HeadObjective
+from llara_kit.model.objectives import HeadObjective
+from llara_kit.model.schedules import LinearSchedule
 from llara_kit.plugins import PluginHost, PluginInfo
-from llara_kit.schedules import LinearSchedule
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(n for n, f in vars(hookspecs).items() if n.startswith("register_") and callable(f))

@@ -8,10 +8,10 @@ import torch
 from helpers import CYCLE_SETTINGS, write_cycle_files
 
 from llara_kit.data import prepare_data
+from llara_kit.encoders.pretrain import build_encoder
+from llara_kit.encoders.ranking import all_item_scores
 from llara_kit.errors import LlaraKitError
-from llara_kit.layouts import layout_summary, layouts
-from llara_kit.pretrain import build_encoder
-from llara_kit.ranking import all_item_scores
+from llara_kit.evaluation.layouts import layout_summary, layouts
 
 
 @pytest.fixture(scope="module")

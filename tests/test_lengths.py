@@ -12,8 +12,8 @@ from transformers import AutoTokenizer
 
 from llara_kit.cli import cli
 from llara_kit.data import prepare_data
-from llara_kit.lengths import ELLIPSIS, cut_titles, longest_prompt, step_memory
-from llara_kit.prompts import TEMPLATES, PromptTemplate
+from llara_kit.model.lengths import ELLIPSIS, cut_titles, longest_prompt, step_memory
+from llara_kit.model.prompts import TEMPLATES, PromptTemplate
 
 PASTED = "A description pasted into the title column. " * 450  # 20,250 characters
 
@@ -116,7 +116,8 @@ def test_a_prompt_too_long_is_refused_in_one_sentence(tmp_path, tiny, more, expe
 
 def test_a_micro_batch_that_cannot_fit_is_refused_before_the_first_step(tmp_path, tiny,
                                                                          monkeypatch):
-    monkeypatch.setattr("llara_kit.train.free_memory", lambda device: 2**20)  # a 1 MiB machine
+    # a 1 MiB machine
+    monkeypatch.setattr("llara_kit.training.train.free_memory", lambda device: 2**20)
     result = CliRunner().invoke(cli, train_args(tmp_path, tiny, "--out", str(tmp_path / "run")))
     assert result.exit_code == 1
     last = result.output.strip().splitlines()[-1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.llm import EMBEDDED, load_backbone, resolve_llm
+from llara_kit.model.llm import EMBEDDED, load_backbone, resolve_llm
 
 
 def test_a_gguf_file_is_converted_once_into_the_cache():

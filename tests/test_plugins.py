@@ -42,7 +42,7 @@ def test_builtins_are_registered_and_healthy():
         "cosine", "hybrid-only", "linear", "text-only", "two-stage",
     ]
     comp = host.registries["projector"].get("mlp")
-    assert comp.plugin == "llara_kit.builtins" and comp.kind == "projector"
+    assert comp.plugin == "llara_kit.components" and comp.kind == "projector"
 
 
 def test_unknown_name_lists_available():
@@ -61,45 +61,45 @@ def test_duplicate_component_is_refused_naming_both_plugins():
     info = PluginInfo("clash", "0.0", "clash-dist")
     host.add_plugin(Clash(), info)
     assert info.status == "broken"
-    assert "'llara_kit.builtins'" in info.error and "'clash'" in info.error
+    assert "'llara_kit.components'" in info.error and "'clash'" in info.error
     # the built-in stays, the clashing plugin contributes nothing
-    assert host.registries["projector"].get("mlp").plugin == "llara_kit.builtins"
+    assert host.registries["projector"].get("mlp").plugin == "llara_kit.components"
     assert info.components == {}
 
 
 @pytest.fixture
 def projectors_copy(monkeypatch):
-    """A second built-in module registering the same projectors as llara_kit.builtins."""
+    """A second built-in module registering the same projectors as llara_kit.components."""
     import sys
     import types
 
-    from llara_kit import builtins
+    from llara_kit import components
 
     module = types.ModuleType("llara_kit.projectors_copy_for_test")
-    module.register_projectors = builtins.register_projectors
+    module.register_projectors = components.register_projectors
     monkeypatch.setitem(sys.modules, module.__name__, module)
     return module.__name__
 
 
 def test_duplicate_between_builtins_is_an_error(projectors_copy):
     with pytest.raises(PluginError, match="both provide the projector 'linear'"):
-        PluginHost(("llara_kit.builtins", projectors_copy), entry_points=False)
+        PluginHost(("llara_kit.components", projectors_copy), entry_points=False)
 
 
 def test_lazy_factories_import_on_first_use_and_name_a_bad_target(monkeypatch):
     class Lazy:
         @llara_kit.hookimpl
         def register_projectors(self, register):
-            register("later", "llara_kit.projectors:MLPProjector")
-            register("missing", "llara_kit.projectors:NoSuchProjector")
+            register("later", "llara_kit.model.projectors:MLPProjector")
+            register("missing", "llara_kit.model.projectors:NoSuchProjector")
 
-    monkeypatch.delitem(sys.modules, "llara_kit.projectors", raising=False)
+    monkeypatch.delitem(sys.modules, "llara_kit.model.projectors", raising=False)
     host = PluginHost(entry_points=False)
     host.add_plugin(Lazy(), info := PluginInfo("lazy", "0.0", "lazy-dist"))
-    assert info.status == "ok" and "llara_kit.projectors" not in sys.modules
+    assert info.status == "ok" and "llara_kit.model.projectors" not in sys.modules
     assert host.registries["projector"].get("later").factory.__name__ == "MLPProjector"
-    assert "llara_kit.projectors" in sys.modules
-    with pytest.raises(PluginError, match="'llara_kit.projectors:NoSuchProjector', which "
+    assert "llara_kit.model.projectors" in sys.modules
+    with pytest.raises(PluginError, match="'llara_kit.model.projectors:NoSuchProjector', which "
                                           "cannot be imported"):
         _ = host.registries["projector"].get("missing").factory
 

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from llara_kit.errors import LlaraKitError
+from llara_kit.model.prompts import BEHAVIOUR, PLACEHOLDER, PromptTemplate
 from llara_kit.plugins import build_component
-from llara_kit.prompts import BEHAVIOUR, PLACEHOLDER, PromptTemplate
 
 TITLES = ["", "Toy Story", "The Usual Suspects", "Babe", "Heat", "Fargo", "Seven [EMB]"]
 

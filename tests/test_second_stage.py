@@ -15,19 +15,19 @@ from click.testing import CliRunner
 from helpers import cycle_data, train_tiny
 from safetensors.torch import load_file
 
-from llara_kit.buckets import bucket_differences, sample_buckets
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
+from llara_kit.encoders.pretrain import build_encoder
+from llara_kit.encoders.shortlists import MISSED, list_ranks, shortlists
 from llara_kit.errors import LlaraKitError, UnknownComponentError
-from llara_kit.evaluate import split_prompts
+from llara_kit.evaluation.buckets import bucket_differences, sample_buckets
+from llara_kit.evaluation.evaluate import split_prompts
+from llara_kit.evaluation.recommend import Recommender
 from llara_kit.metrics import per_sample
-from llara_kit.pretrain import build_encoder
-from llara_kit.recommend import Recommender
 from llara_kit.run import load_run
 from llara_kit.run_folder import load_metrics, read_predictions, read_summary
-from llara_kit.shortlists import MISSED, list_ranks, shortlists
-from llara_kit.train import Trainer, check_components
-from llara_kit.training_lists import user_folds
+from llara_kit.training.lists import user_folds
+from llara_kit.training.train import Trainer, check_components
 
 pytestmark = pytest.mark.gpu  # run first by the GPU check, on LLARA_KIT_TEST_DEVICE
 

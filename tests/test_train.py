@@ -16,12 +16,12 @@ from safetensors.torch import load_file
 
 from llara_kit.cli import cli
 from llara_kit.config import PRESETS, TrainConfig, resolve
+from llara_kit.encoders.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.run import choose_encoder, load_prepared, load_run
 from llara_kit.run_folder import read_config, write_config
 from llara_kit.storage import HOME_ENV, read_jsonl
-from llara_kit.train import Trainer, learning_rate, train
+from llara_kit.training.train import Trainer, learning_rate, train
 
 pytestmark = pytest.mark.gpu  # run first by the GPU check, on LLARA_KIT_TEST_DEVICE
 
@@ -243,7 +243,7 @@ def test_run_folder_contents_and_no_pickles(assets, tmp_path):
     assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
     saved = json.loads((tmp_path / "r/config.json").read_text())
     assert saved["components"]["encoder"] == {
-        "name": "sasrec", "plugin": "llara_kit.builtins",
+        "name": "sasrec", "plugin": "llara_kit.components",
         "version": saved["llara_kit_version"]}
 
 

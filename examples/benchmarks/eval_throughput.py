@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from llara_kit.batching import collate
-from llara_kit.evaluate import evaluate, split_prompts
+from llara_kit.evaluation.evaluate import evaluate, split_prompts
+from llara_kit.model.batching import collate
 from llara_kit.run import load_run
 
 

@@ -19,9 +19,9 @@ import torch
 
 from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
+from llara_kit.encoders.shortlists import shortlists
 from llara_kit.run import choose_encoder, load_prepared
-from llara_kit.shortlists import shortlists
-from llara_kit.training_lists import training_lists
+from llara_kit.training.lists import training_lists
 
 
 def main() -> None:

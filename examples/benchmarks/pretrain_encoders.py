@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 
 from llara_kit.data import DataSettings, prepare_data
-from llara_kit.metrics import paired_difference, per_sample
-from llara_kit.pretrain import pretrain_encoder
-from llara_kit.ranking import (
+from llara_kit.encoders.pretrain import pretrain_encoder
+from llara_kit.encoders.ranking import (
     all_item_scores,
     candidate_ranks,
     popularity_scorer,
     score_item_scorer,
 )
+from llara_kit.metrics import paired_difference, per_sample
 from llara_kit.render import format_interval as fmt
 
 

@@ -1,5 +1,5 @@
 """Benchmark: the peak memory of one training step against the prompt length, next to the
-estimate `llara-kit train` checks before its first step (llara_kit.lengths.step_memory).
+estimate `llara-kit train` checks before its first step (llara_kit.model.lengths.step_memory).
 
     .venv/bin/python examples/benchmarks/prompt_memory.py [--words 5 20 40] [--batch-size 2]
         [--gradient-checkpointing]
@@ -46,8 +46,8 @@ def write_data(folder: Path, words: int) -> Path:
 
 def longest_and_estimate(data_dir: Path, batch: int, checkpointing: bool) -> tuple[int, float]:
     from llara_kit.config import TrainConfig
-    from llara_kit.lengths import fit_prompts, step_memory
-    from llara_kit.llm import load_backbone
+    from llara_kit.model.lengths import fit_prompts, step_memory
+    from llara_kit.model.llm import load_backbone
     from llara_kit.plugins import build_component
     from llara_kit.run import load_prepared
 

@@ -24,19 +24,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llara_kit.buckets import bucket_differences, sample_buckets
-from llara_kit.compare import add_paired, comparison, table_json
 from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
-from llara_kit.evaluate import evaluate, stored_evaluation
-from llara_kit.fusion import evaluate_fusion
-from llara_kit.metrics import paired_difference, per_sample, summarise
-from llara_kit.ranking import (
+from llara_kit.encoders.ranking import (
     all_item_scores,
     candidate_ranks,
     candidate_scores,
     popularity_scorer,
 )
+from llara_kit.encoders.shortlists import shortlists
+from llara_kit.evaluation.buckets import bucket_differences, sample_buckets
+from llara_kit.evaluation.compare import add_paired, comparison, table_json
+from llara_kit.evaluation.evaluate import evaluate, stored_evaluation
+from llara_kit.evaluation.fusion import evaluate_fusion
+from llara_kit.metrics import paired_difference, per_sample, summarise
 from llara_kit.render import cell
 from llara_kit.render import markdown as comparison_markdown
 from llara_kit.run import load_prepared, load_run, zero_shot_view
@@ -47,9 +48,8 @@ from llara_kit.run_folder import (
     read_predictions,
     read_summary,
 )
-from llara_kit.shortlists import shortlists
 from llara_kit.storage import write_json
-from llara_kit.train import train
+from llara_kit.training.train import train
 
 # batch 8 per step as one micro-batch, as the grid was measured (the default's 2 x 4 micro-batches
 # give the same gradient with less memory)

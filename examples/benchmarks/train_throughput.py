@@ -34,13 +34,13 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from llara_kit.batching import IGNORE, Batch
 from llara_kit.config import TrainConfig
 from llara_kit.distributed import process_device
-from llara_kit.llm import Backbone, backbone_from, resolve_llm
-from llara_kit.model import LlaraModel
+from llara_kit.model.batching import IGNORE, Batch
+from llara_kit.model.llara import LlaraModel
+from llara_kit.model.llm import Backbone, backbone_from, resolve_llm
 from llara_kit.storage import atomic_path
-from llara_kit.train import Trainer
+from llara_kit.training.train import Trainer
 
 SHAPES = {  # Llama configurations of known models (random weights)
     "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9,

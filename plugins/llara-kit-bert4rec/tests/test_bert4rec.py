@@ -8,8 +8,8 @@ import torch
 from llara_kit_bert4rec.model import BERT4Rec
 
 from llara_kit.data import DataSettings, prepare_data
+from llara_kit.encoders.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.errors import LlaraKitError
-from llara_kit.pretrain import PretrainSettings, pretrain_encoder
 from llara_kit.testing import check_encoder
 
 

@@ -15,8 +15,8 @@ import torch
 from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.errors import LlaraKitError
-from llara_kit.llm import Backbone
-from llara_kit.prompts import Template
+from llara_kit.model.llm import Backbone
+from llara_kit.model.prompts import Template
 
 ELLIPSIS = "…"
 

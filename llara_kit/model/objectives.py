@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from llara_kit.batching import IGNORE, Batch, collate
 from llara_kit.errors import LlaraKitError
-from llara_kit.inference import candidate_logprobs
-from llara_kit.prompts import Prompt
+from llara_kit.model.batching import IGNORE, Batch, collate
+from llara_kit.model.inference import candidate_logprobs
+from llara_kit.model.prompts import Prompt
 
 
 class Objective(nn.Module):

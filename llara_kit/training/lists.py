@@ -28,10 +28,10 @@ from sklearn.model_selection import KFold
 from llara_kit.config import PretrainSettings, TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder
+from llara_kit.encoders.pretrain import pretrain_encoder
+from llara_kit.encoders.shortlists import Shortlists, shortlists
 from llara_kit.errors import LlaraKitError
-from llara_kit.pretrain import pretrain_encoder
-from llara_kit.schedules import build_schedule
-from llara_kit.shortlists import Shortlists, shortlists
+from llara_kit.model.schedules import build_schedule
 from llara_kit.storage import atomic_path, cache_home, sha256_json
 from llara_kit.version import VERSION
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from llara_kit.buckets import bucket_differences, sample_buckets
 from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
+from llara_kit.encoders.ranking import ItemScorer, all_item_scores, popularity_scorer
+from llara_kit.encoders.shortlists import MISSED, shortlists
 from llara_kit.errors import LlaraKitError
-from llara_kit.fusion import fused_method
-from llara_kit.layouts import layout_summary, layouts
+from llara_kit.evaluation.buckets import bucket_differences, sample_buckets
+from llara_kit.evaluation.fusion import fused_method
+from llara_kit.evaluation.layouts import layout_summary, layouts
 from llara_kit.metrics import (
     mean_with_interval,
     paired_difference,
@@ -22,10 +24,8 @@ from llara_kit.metrics import (
     retrieved_metrics,
     summarise,
 )
-from llara_kit.ranking import ItemScorer, all_item_scores, popularity_scorer
 from llara_kit.run import load_prepared, run_encoder
 from llara_kit.run_folder import load_metrics, read_config, read_data_manifest, read_predictions
-from llara_kit.shortlists import MISSED, shortlists
 
 SCHEDULE_LABELS = {  # schedule -> (full label, short label for the terminal)
     "linear": ("LLaRA (curriculum)", "LLaRA"),

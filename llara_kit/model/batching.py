@@ -8,8 +8,8 @@ from typing import Protocol
 import torch
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.llm import Tokenizer
-from llara_kit.prompts import Prompt
+from llara_kit.model.llm import Tokenizer
+from llara_kit.model.prompts import Prompt
 
 IGNORE = -100  # label of tokens outside the target
 

@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from llara_kit.compare import PAIRED, Row, add_paired, compare_runs, shortlist_size, table_json
 from llara_kit.errors import LlaraKitError
+from llara_kit.evaluation.compare import (
+    PAIRED,
+    Row,
+    add_paired,
+    compare_runs,
+    shortlist_size,
+    table_json,
+)
 from llara_kit.render import format_interval
 from llara_kit.run_folder import (
     has_metrics,

@@ -27,7 +27,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llara_kit import run_folder
-from llara_kit.batching import Batch, collate
 from llara_kit.config import TrainConfig
 from llara_kit.data import target_positions
 from llara_kit.devices import bf16_supported
@@ -38,8 +37,10 @@ from llara_kit.distributed import (
     my_share,
 )
 from llara_kit.errors import LlaraKitError
-from llara_kit.lengths import Longest, free_memory, step_memory
-from llara_kit.llm import Backbone
+from llara_kit.model.batching import Batch, collate
+from llara_kit.model.lengths import Longest, free_memory, step_memory
+from llara_kit.model.llm import Backbone
+from llara_kit.model.schedules import build_schedule
 from llara_kit.plugins import KINDS, get_component
 from llara_kit.progress import Progress
 from llara_kit.run import (
@@ -50,9 +51,8 @@ from llara_kit.run import (
     save_adapter,
     save_trainable,
 )
-from llara_kit.schedules import build_schedule
 from llara_kit.storage import complete_dir, staged_dir
-from llara_kit.training_lists import training_lists
+from llara_kit.training.lists import training_lists
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
 _SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST = 101, 102, 103, 104, 105

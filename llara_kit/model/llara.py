@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llara_kit.batching import Batch, Vocabulary
 from llara_kit.encoders import Encoder
+from llara_kit.model.batching import Batch, Vocabulary
 
 
 class LlaraModel(nn.Module):

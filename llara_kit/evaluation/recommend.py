@@ -15,8 +15,8 @@ import torch
 
 from llara_kit.devices import scoring_autocast
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import normalise
-from llara_kit.fusion import fuse, fused_method
+from llara_kit.evaluation.evaluate import normalise
+from llara_kit.evaluation.fusion import fuse, fused_method
 from llara_kit.run import Run, load_run
 from llara_kit.run_folder import has_metrics, load_metrics
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from llara_kit.data import PreparedData
-from llara_kit.ranking import ItemScorer
+from llara_kit.encoders.ranking import ItemScorer
 
 MISSED = np.inf  # the rank of a target outside the shortlist: every metric counts it as 0
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from llara_kit.evaluate import Evaluation, evaluate
-from llara_kit.fusion import Fusion, evaluate_fusion
+from llara_kit.evaluation.evaluate import Evaluation, evaluate
+from llara_kit.evaluation.fusion import Fusion, evaluate_fusion
 from llara_kit.run import Run, load_run, zero_shot_view
 from llara_kit.run_folder import evaluating
 

@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.prompts import BEHAVIOUR, PLACEHOLDER
+from llara_kit.model.prompts import BEHAVIOUR, PLACEHOLDER
 from llara_kit.storage import cache_home, sha256_json, staged_dir
 
 # name -> (distribution, GGUF file inside it)

@@ -21,15 +21,15 @@ def register_encoders(register: Register) -> None:
 
 @hookimpl
 def register_projectors(register: Register) -> None:
-    register("linear", "llara_kit.projectors:LinearProjector",
+    register("linear", "llara_kit.model.projectors:LinearProjector",
              description="Linear d -> H (ablation)")
-    register("mlp", "llara_kit.projectors:MLPProjector",
+    register("mlp", "llara_kit.model.projectors:MLPProjector",
              description="Linear d -> H, GELU, Linear H -> H (paper)")
 
 
 @hookimpl
 def register_objectives(register: Register) -> None:
-    register("title", "llara_kit.objectives:TitleObjective",
+    register("title", "llara_kit.model.objectives:TitleObjective",
              description="next-token loss on the target title; rank by title likelihood (paper)")
-    register("head", "llara_kit.objectives:HeadObjective",
+    register("head", "llara_kit.model.objectives:HeadObjective",
              description="linear score head at each candidate's token; listwise cross-entropy")

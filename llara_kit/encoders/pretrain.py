@@ -21,15 +21,15 @@ from llara_kit.config import PretrainSettings
 from llara_kit.data import PreparedData
 from llara_kit.devices import pick_device
 from llara_kit.encoders import Encoder, load_encoder
-from llara_kit.metrics import per_sample
-from llara_kit.plugins import get_component
-from llara_kit.progress import Progress
-from llara_kit.ranking import (
+from llara_kit.encoders.ranking import (
     all_item_scores,
     candidate_ranks,
     popularity_scorer,
     score_item_scorer,
 )
+from llara_kit.metrics import per_sample
+from llara_kit.plugins import get_component
+from llara_kit.progress import Progress
 from llara_kit.storage import (
     cache_home,
     sha256_json,

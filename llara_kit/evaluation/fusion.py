@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from llara_kit.distributed import main_writes
+from llara_kit.encoders.ranking import candidate_scores
+from llara_kit.encoders.shortlists import list_ranks
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluate import Evaluation
+from llara_kit.evaluation.evaluate import Evaluation
 from llara_kit.metrics import CANDIDATE_METRICS, per_sample, retrieved_metrics, summarise
-from llara_kit.ranking import candidate_scores
 from llara_kit.run import Run
 from llara_kit.run_folder import record_metrics
-from llara_kit.shortlists import list_ranks
 
 LAMBDAS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
 

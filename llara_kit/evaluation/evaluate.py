@@ -32,16 +32,16 @@ from llara_kit.data.protocol import SPLITS
 from llara_kit.devices import scoring_autocast
 from llara_kit.distributed import gather_rows, main_writes, process_share, shard
 from llara_kit.encoders import Encoder
+from llara_kit.encoders.ranking import candidate_scores
+from llara_kit.encoders.shortlists import list_ranks, shortlists, shuffled
 from llara_kit.errors import LlaraKitError
-from llara_kit.inference import greedy_answers
-from llara_kit.layouts import Layout, layout_summary, layouts
+from llara_kit.evaluation.layouts import Layout, layout_summary, layouts
 from llara_kit.metrics import mean_with_interval, retrieved_metrics, summarise
+from llara_kit.model.inference import greedy_answers
+from llara_kit.model.prompts import Prompt
 from llara_kit.progress import Progress
-from llara_kit.prompts import Prompt
-from llara_kit.ranking import candidate_scores
 from llara_kit.run import Run
 from llara_kit.run_folder import evaluating, load_metrics, read_predictions, record_metrics
-from llara_kit.shortlists import list_ranks, shortlists, shuffled
 
 _RETRIEVED_ORDER = 12  # the seed's generator family: the order shortlists are shown in
 

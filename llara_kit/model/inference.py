@@ -11,9 +11,9 @@ import inspect
 import torch
 from torch.nn import functional as F
 
-from llara_kit.batching import answer_ids, collate
-from llara_kit.model import LlaraModel
-from llara_kit.prompts import Prompt
+from llara_kit.model.batching import answer_ids, collate
+from llara_kit.model.llara import LlaraModel
+from llara_kit.model.prompts import Prompt
 
 
 @torch.no_grad()
