@@ -219,7 +219,7 @@ class Run:
     model: LlaraModel  # the LLM with LoRA and its tokenizer, encoder, projector, objective
     template: Template
     schedule: Schedule  # the curriculum: p_hybrid(progress)
-    encoder: EncoderChoice  # where the model's encoder comes from, and why
+    encoder_choice: EncoderChoice  # where the model's encoder (model.encoder) came from, why
     longest: Longest  # the longest prompt of the splits this run reads
 
     @property

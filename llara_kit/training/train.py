@@ -130,7 +130,7 @@ class Trainer:
             self.lists = training_lists(cfg, self.assembled.data, self.assembled.model.encoder,
                                         self.show_progress)
         self.data, self.model = self.assembled.data, self.assembled.model.to(self.device)
-        self.console.print(describe(self.assembled.encoder), soft_wrap=True, markup=False)
+        self.console.print(describe(self.assembled.encoder_choice), soft_wrap=True, markup=False)
         if self.lists.mined is not None:
             self.console.print(
                 f"training lists: {cfg.negatives}; the target is in {self.lists.recall():.1%} "
@@ -294,7 +294,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:
             # what a resumed run will use
-            copy_encoder(self.assembled.encoder.folder, self.run_dir)
+            copy_encoder(self.assembled.encoder_choice.folder, self.run_dir)
         start = self.load_checkpoint() if resume else 0
         kept = run_folder.read_log(self.run_dir, torn_tail=True) if resume else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
