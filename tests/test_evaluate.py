@@ -14,7 +14,7 @@ import llara_kit
 from llara_kit.cli import cli
 from llara_kit.devices import bf16_supported, scoring_autocast
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluation.evaluate import evaluate, normalise, split_prompts
+from llara_kit.evaluation.evaluate import evaluate, normalise, split_prompts, stored_evaluation
 from llara_kit.evaluation.recommend import Recommender
 from llara_kit.model.batching import collate
 from llara_kit.model.inference import candidate_logprobs, greedy_answers
@@ -95,6 +95,22 @@ def test_score_mode_metrics_and_predictions(run):
             r["ranking"][0] == r["target"])
     stored = load_metrics(run.path)["test"]["score"]
     assert stored["metrics"] == metrics and stored["hybrid"] is True
+
+
+def test_an_evaluation_in_memory_is_what_a_later_command_reads_back(run):
+    """evaluate returns the Evaluation it records: a later command's stored_evaluation
+    reads the same metrics, candidates, targets and (recorded) scores."""
+    result = evaluate(run, "test", "score", limit=5, method="readback", show_progress=False)
+    assert result.scores.shape == result.candidates.shape == (5, 10)
+    stored = stored_evaluation(run, "test", "readback")
+    assert stored.metrics == result.metrics
+    assert np.array_equal(stored.scores, result.scores)
+    assert np.array_equal(stored.candidates, result.candidates)
+    assert np.array_equal(stored.targets, result.targets)
+    assert {k: stored.info[k] for k in ("mode", "hybrid", "samples")} == {
+        "mode": "score", "hybrid": True, "samples": 5}
+    with pytest.raises(LlaraKitError, match="has no never-run predictions on test"):
+        stored_evaluation(run, "test", "never-run")
 
 
 def test_score_mode_with_a_limit_and_orders(run):
