@@ -157,6 +157,10 @@ def _build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: B
                       cfg.user_signal)
 
 
+def _template(cfg: TrainConfig) -> Template:
+    return build_component("template", cfg.template, **cfg.template_options)
+
+
 def untuned_model(llm: str, encoder: Encoder, projector: nn.Module,
                   objective: nn.Module) -> LlaraModel:
     """A LLaRA model on the LLM ``llm`` as it comes (no LoRA): the zero-shot baseline's, and
@@ -240,7 +244,7 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     from the seed (the frozen weights in ``frozen_dtype`` if given)."""
     data = load_prepared(cfg)
     backbone = backbone or _backbone(cfg.llm)  # before pre-training: a bad --llm fails fast
-    template = build_component("template", cfg.template, **cfg.template_options)
+    template = _template(cfg)
     cut, longest = fit_prompts(cfg, data, backbone, template, ("train",))
     if check is not None:
         check(backbone, longest)
@@ -274,7 +278,7 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
             "the data files changed since training."
         )
     backbone = _backbone(cfg.llm)
-    template = build_component("template", cfg.template, **cfg.template_options)
+    template = _template(cfg)
     longest = fit_prompts(cfg, data, backbone, template, ("valid", "test"))[1]
     llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
     model = _build_model(cfg, llm, run_encoder(path), backbone)
