@@ -250,7 +250,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
     columns = {result.method: result.metrics}
     if fused is not None:
         columns[f"fused (λ={fused.lam})"] = fused.metrics
-    several = result.layouts > 1
+    several = result.n_layouts > 1
     if as_json:
         layout_info = {k: result.info[k] for k in ("by_position", "position_bias", "spread")
                        if several}

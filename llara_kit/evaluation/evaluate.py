@@ -68,7 +68,7 @@ class Evaluation:
     scores: np.ndarray | None = None  # (n, C) the run's scores of them (score mode)
 
     @property
-    def layouts(self) -> int:
+    def n_layouts(self) -> int:
         """How many candidate orders x negative draws the metrics average over."""
         return self.info.get("orders", 1) * self.info.get("draws", 1)
 
