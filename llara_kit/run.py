@@ -224,7 +224,6 @@ class Run:
     template: Template
     schedule: Schedule  # the curriculum: p_hybrid(progress)
     encoder_choice: EncoderChoice  # where the model's encoder (model.encoder) came from, why
-    longest: Longest  # the longest prompt of the splits this run reads
 
     @property
     def hybrid(self) -> bool:
@@ -261,7 +260,7 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = _build_model(cfg, llm, encoder, backbone)
     return Run(Path(folder), cfg, data, model, template,
-               build_schedule(cfg.schedule, cfg.schedule_options), choice, longest)
+               build_schedule(cfg.schedule, cfg.schedule_options), choice)
 
 
 def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
@@ -279,13 +278,13 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
         )
     backbone = _backbone(cfg.llm)
     template = _template(cfg)
-    longest = fit_prompts(cfg, data, backbone, template, ("valid", "test"))[1]
+    fit_prompts(cfg, data, backbone, template, ("valid", "test"))  # cuts titles, checks lengths
     llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
     model = _build_model(cfg, llm, run_encoder(path), backbone)
     load_trainable(model, path)
     return Run(path, cfg, data, model.to(process_device(device)).eval(), template,
                build_schedule(cfg.schedule, cfg.schedule_options),
-               EncoderChoice(path / ENCODER, "the run's own copy"), longest)
+               EncoderChoice(path / ENCODER, "the run's own copy"))
 
 
 def zero_shot_view(run: Run) -> Run:
