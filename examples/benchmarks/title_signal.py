@@ -31,6 +31,7 @@ from sklearn.model_selection import KFold
 
 from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
+from llara_kit.encoders.ranking import all_item_scores
 from llara_kit.encoders.shortlists import list_ranks, shortlists
 from llara_kit.metrics import paired_difference, per_sample
 from llara_kit.model.llm import load_backbone
@@ -60,16 +61,9 @@ def title_vectors(llm: str, titles: list[str], batch: int = 64) -> torch.Tensor:
     return torch.cat([vectors[:1] * 0, torch.nn.functional.normalize(centred, dim=-1)])
 
 
-def users(vectors: torch.Tensor, history: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
-    """(n, 2d): the mean of each history's title vectors and the last item's."""
-    h = torch.from_numpy(history)  # (n, H), left-aligned, 0 = padding (a zero vector)
-    n = torch.from_numpy(lengths).clamp(min=1)
-    mean = vectors[h].sum(1) / n[:, None]  # (n, d)
-    last = vectors[h[torch.arange(len(h)), n - 1]]  # (n, d)
-    return torch.cat([mean, last], dim=1)
-
-
 class TitleModel(torch.nn.Module):
+    """An item scorer (``llara_kit.encoders.ranking``) on title vectors alone."""
+
     def __init__(self, vectors: torch.Tensor):
         super().__init__()
         d = vectors.shape[1]
@@ -77,11 +71,22 @@ class TitleModel(torch.nn.Module):
         self.user = torch.nn.Linear(2 * d, RANK, bias=False)
         self.item = torch.nn.Linear(d, RANK, bias=False)
 
-    def forward(self, user_vectors: torch.Tensor) -> torch.Tensor:
+    def users(self, history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(n, H) left-aligned ids (0 = padding, a zero vector), (n,) -> (n, 2d): the mean of
+        each history's title vectors and the last item's."""
+        n = lengths.clamp(min=1)
+        mean = self.vectors[history].sum(1) / n[:, None]  # (n, d)
+        last = self.vectors[history[torch.arange(len(history)), n - 1]]  # (n, d)
+        return torch.cat([mean, last], dim=1)
+
+    def score(self, user_vectors: torch.Tensor) -> torch.Tensor:
         """(n, 2d) -> (n, n_items + 1) scores; the padding item never wins."""
         scores = self.user(user_vectors) @ self.item(self.vectors).T
         scores[:, 0] = -torch.inf
         return scores
+
+    def forward(self, history: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.score(self.users(history, lengths))
 
 
 def train_title_model(vectors: torch.Tensor, data, seed: int, samples: int | None,
@@ -94,7 +99,7 @@ def train_title_model(vectors: torch.Tensor, data, seed: int, samples: int | Non
     model = TitleModel(vectors)
     s = data.splits["train"]
     rows = (torch.randperm(len(s))[:samples] if samples else torch.randperm(len(s))).numpy()
-    x = users(vectors, s.history[rows], s.lengths[rows])  # (n, 2d)
+    x = model.users(torch.from_numpy(s.history[rows]), torch.from_numpy(s.lengths[rows]))
     y = torch.from_numpy(s.targets[rows])
     held = max(len(y) // 10, 1)
     fit = torch.arange(held, len(y))
@@ -102,14 +107,14 @@ def train_title_model(vectors: torch.Tensor, data, seed: int, samples: int | Non
     best, best_state, best_step = np.inf, None, 0
     for step in range(1, steps + 1):
         idx = fit[torch.randperm(len(fit))[:batch]]
-        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss = torch.nn.functional.cross_entropy(model.score(x[idx]), y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % every:
             continue
         with torch.no_grad():
-            held_loss = torch.nn.functional.cross_entropy(model(x[:held]), y[:held]).item()
+            held_loss = torch.nn.functional.cross_entropy(model.score(x[:held]), y[:held]).item()
         if held_loss < best:
             best, best_step = held_loss, step
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -129,23 +134,20 @@ def grid_values(base: np.ndarray, others: list[np.ndarray], lists: np.ndarray,
     """Every weight combination (each w_j from WEIGHTS) and, per metric, the (len(grid), n)
     per-user values of base + sum_j w_j * others[j] ranked over each user's list.
     base, others[j]: (n, n_items + 1); lists: (n, K); a target outside its list is a miss."""
-    b = np.take_along_axis(base, lists, 1)
+    b = np.take_along_axis(base, lists, 1)  # (n, K)
     o = [np.take_along_axis(x, lists, 1) for x in others]
     grid = list(itertools.product(WEIGHTS, repeat=len(others)))
-    ranks = [list_ranks(b + sum(w * x for w, x in zip(ws, o, strict=True)), lists, targets)
-             for ws in grid]
-    return grid, {m: np.stack([per_sample(r, m) for r in ranks]) for m in METRICS}
+    values = [list_values(b + sum(w * x for w, x in zip(ws, o, strict=True)), lists, targets)
+              for ws in grid]
+    return grid, {m: np.stack([v[m] for v in values]) for m in METRICS}
 
 
-def scorers(split, encoder, title: TitleModel, control: Path | None) -> dict[str, np.ndarray]:
-    """{name: (n, n_items + 1) scores of every item for each sample of the split}."""
-    history, lengths = torch.from_numpy(split.history), torch.from_numpy(split.lengths)
-    with torch.no_grad():
-        out = {"SASRec": encoder(history, lengths).numpy(),
-               "title model": title(users(title.vectors, split.history, split.lengths)).numpy()}
-        if control:
-            out["a second SASRec (control)"] = load_encoder(control)(history, lengths).numpy()
-    return out
+def list_values(list_scores: np.ndarray, lists: np.ndarray, targets: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """{metric: (n,) per-user values} of ranking each list (n, K) by its scores (n, K); a
+    target outside its list is a miss."""
+    ranks = list_ranks(list_scores, lists, targets)
+    return {m: per_sample(ranks, m) for m in METRICS}
 
 
 def chosen_values(values: dict[str, dict[str, np.ndarray]], split: str, seed: int
@@ -185,11 +187,14 @@ def main() -> None:
                               args.train_samples)
     size = data.settings.candidates
     splits = ["valid", "test"] if args.test else ["valid"]
-    scores = {sp: scorers(data.splits[sp], encoder, title, args.control_encoder_dir)
-              for sp in splits}
+    scorers = {"SASRec": encoder, "title model": title}
+    if args.control_encoder_dir:
+        scorers["a second SASRec (control)"] = load_encoder(args.control_encoder_dir)
+    scores = {sp: {name: all_item_scores(scorer, data, sp) for name, scorer in scorers.items()}
+              for sp in splits}  # split -> name -> (n, n_items + 1)
     lists = {("20 random", sp): data.splits[sp].candidates for sp in splits} | {
         (f"SASRec's top {size}", sp): shortlists(encoder, data, sp, size).items for sp in splits}
-    others = [n for n in scores["valid"] if n != "SASRec"]
+    others = [n for n in scorers if n != "SASRec"]
     print(f"\nML-100K {args.protocol}, {args.llm} title vectors (rank {RANK}); fusion weights "
           f"from {WEIGHTS}, chosen on valid NDCG@10: on the other half of the valid users "
           "(valid rows), on every valid user (test rows)\n")
@@ -208,9 +213,10 @@ def main() -> None:
                 alone = {m: v[0] for m, v in values[sp].items()}  # grid[0]: every w = 0
                 own = "-"
                 if len(names) == 1:
-                    single = grid_values(scores[sp][names[0]], [], lists[label, sp],
-                                         data.splits[sp].targets)[1]
-                    own = " / ".join(f"{single[m][0].mean():.3f}" for m in METRICS)
+                    single = list_values(
+                        np.take_along_axis(scores[sp][names[0]], lists[label, sp], 1),
+                        lists[label, sp], data.splits[sp].targets)
+                    own = " / ".join(f"{single[m].mean():.3f}" for m in METRICS)
                 print(f"| {sp} | {label} | {' + '.join(names)} | "
                       + " / ".join(f"{alone[m].mean():.3f}" for m in METRICS) + f" | {own} | "
                       + " / ".join(f"{fused[m].mean():.3f}" for m in METRICS) + " | "
