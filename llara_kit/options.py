@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from llara_kit.config import FIELDS, TrainConfig, field_default
-from llara_kit.data.settings import PROTOCOLS, SETTINGS, DataSettings
+from llara_kit.data.settings import NEW_ITEM_ORDERS, PROTOCOLS, SETTINGS, DataSettings
 
 # Which data set (TrainConfig's help) and how its samples are built (DataSettings').
 DATA_SOURCE = ("dataset", "data_dir", "data_options")
@@ -27,8 +27,9 @@ def setting_option(name: str, default: Any, help: str) -> Any:
     if isinstance(default, dict):
         return click.option(flag.removesuffix("s"), name, multiple=True, metavar="KEY=VALUE",
                             help=help_text)
-    if name == "protocol":
-        return click.option(flag, name, type=click.Choice(PROTOCOLS), help=help_text)
+    choices = {"protocol": PROTOCOLS, "new_items_by": NEW_ITEM_ORDERS}
+    if name in choices:
+        return click.option(flag, name, type=click.Choice(choices[name]), help=help_text)
     declared = str(FIELDS[name].type) if name in FIELDS else ""  # e.g. "float | None"
     kind = next((t for t in (int, float) if isinstance(default, t)
                  or declared.startswith(t.__name__)), str)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +21,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from llara_kit.data import protocol
-from llara_kit.data.protocol import SPLITS
 from llara_kit.data.raw import UNLISTED, UNTITLED, DataError, RawData
-from llara_kit.data.settings import DataSettings
+from llara_kit.data.settings import NEW_SPLITS, SPLITS, DataSettings
 from llara_kit.plugins import build_component
 from llara_kit.storage import (
     cache_home,
@@ -35,7 +35,7 @@ from llara_kit.storage import (
 )
 from llara_kit.version import VERSION
 
-FORMAT = 1  # bump when the stored layout or the protocol changes
+FORMAT = 2  # bump when the stored layout or the protocol changes (2: item attributes)
 
 
 def target_positions(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -82,17 +82,23 @@ class PreparedData:
         self.raw_item_ids = [""] + [it["raw_id"] for it in items]  # index = item id
         self.titles = [""] + [it["title"] for it in items]
         self.years = [None] + [it["year"] for it in items]
+        self.attributes = [[]] + [it.get("attributes", []) for it in items]  # genres, tags
+        self.item_texts = self.titles  # what prompts show of each item (a run may add more)
         self.raw_user_ids = raw_users
         offsets = arrays["seq_offsets"]
         self.sequences = np.split(arrays["seq_items"], offsets[1:-1])  # per user, by time
-        self.splits = {
-            name: Split(
-                arrays[f"{name}_users"], arrays[f"{name}_history"], arrays[f"{name}_lengths"],
-                arrays[f"{name}_targets"], arrays.get(f"{name}_candidates"),
-                arrays.get(f"{name}_more_candidates"),
-            )
-            for name in SPLITS
-        }
+        self.is_new = np.zeros(self.n_items + 1, dtype=bool)  # items held out as new
+        self.is_new[arrays.get("new_items", np.zeros(0, dtype=np.int64))] = True
+        self.positions = {name: arrays[f"{name}_positions"] for name in SPLITS + NEW_SPLITS
+                          if f"{name}_positions" in arrays}
+        self.splits = {}
+        for name in SPLITS + NEW_SPLITS:
+            rows = name.removesuffix("-only")  # the -only splits share their samples
+            if f"{name}_candidates" in arrays or name == "train":
+                self.splits[name] = Split(
+                    arrays[f"{rows}_users"], arrays[f"{rows}_history"],
+                    arrays[f"{rows}_lengths"], arrays[f"{rows}_targets"],
+                    arrays.get(f"{name}_candidates"), arrays.get(f"{name}_more_candidates"))
 
     @property
     def hash(self) -> str:
@@ -102,36 +108,49 @@ class PreparedData:
     def n_items(self) -> int:
         return len(self.titles) - 1
 
+    @property
+    def has_new_items(self) -> bool:
+        return bool(self.is_new.any())
+
     def training_interactions(self) -> np.ndarray:
         """Every item occurrence training may see (train users' sequences, less the held-out
-        tail under ``loo``): what popularity counts."""
+        tail under ``loo``, less new items): what popularity counts."""
         users = np.unique(self.splits["train"].users)
-        return np.concatenate([protocol.training_part(self.sequences[u], self.settings)
+        seen = np.concatenate([protocol.training_part(self.sequences[u], self.settings)
                                for u in users])
+        return seen[~self.is_new[seen]]
 
     def seen_before(self, split: str) -> list[np.ndarray]:
         """Per sample of ``split``: every item its user interacted with before the target
-        (the whole sequence so far, not only the history window)."""
-        rows = protocol.sample_rows(np.unique(self.splits[split].users), self.sequences,
-                                    self.settings, split)
+        (the whole sequence so far, not only the history window; new items included)."""
+        s = self.splits[split]
+        rows = split.removesuffix("-only")
+        if rows in self.positions:
+            return [self.sequences[u][:t] for u, t in zip(s.users, self.positions[rows],
+                                                           strict=True)]
+        rows = protocol.sample_rows(np.unique(s.users), self.sequences, self.settings, split)
         return [self.sequences[u][:t] for u, t in rows]
 
     def train_candidates(self, epoch: int) -> np.ndarray:
-        """(n_train, C) candidates for one epoch, drawn from a generator seeded by (seed, epoch)."""
+        """(n_train, C) candidates for one epoch, drawn from a generator seeded by (seed, epoch),
+        never a new item."""
         train = self.splits["train"]
         rng = protocol.candidate_rng(self.settings, "train", epoch)
         return protocol.draw_candidates(
             train.users, train.targets, self.sequences, self.n_items,
-            self.settings.candidates, rng,
+            self.settings.candidates, rng, pool=~self.is_new if self.has_new_items else None,
         )
 
 
 def _content_hash(arrays: dict[str, np.ndarray], items: list[dict], users: list[str],
                   settings: DataSettings) -> str:
     """The samples and the first candidate draw: further draws (``draws``) leave it unchanged,
-    so a run trained on the data can be evaluated on more draws."""
+    so a run trained on the data can be evaluated on more draws. The items' attributes are
+    not part of it (they are read only where a run asks for them, see ``item_text``), so
+    data prepared before attributes were kept keeps its hash."""
     first_draw = {k: v for k, v in settings.to_dict().items() if k != "draws"}
-    digest = hashlib.sha256(json.dumps([items, users, first_draw]).encode())
+    titled = [{k: v for k, v in item.items() if k != "attributes"} for item in items]
+    digest = hashlib.sha256(json.dumps([titled, users, first_draw]).encode())
     for name in sorted(k for k in arrays if not k.endswith("_more_candidates")):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype}:{a.shape}".encode())
@@ -155,6 +174,38 @@ def _naming_untitled(raw: RawData) -> Iterator[None]:
                         f"{reason[0].lower()}{reason[1:]}") from None
 
 
+def _first_seen(raw: RawData, item_id: dict[str, int]) -> np.ndarray:
+    """(n_items + 1,) each item's earliest interaction time."""
+    first = np.full(len(item_id) + 1, np.inf)
+    for _, item, ts in raw.interactions:
+        first[item_id[item]] = min(first[item_id[item]], ts)
+    return first
+
+
+def _store_split(arrays: dict[str, np.ndarray], name: str, rows: list[tuple[int, int]],
+                 sequences: list[np.ndarray], settings: DataSettings, new: np.ndarray | None
+                 ) -> dict[str, np.ndarray]:
+    samples = protocol.make_samples(rows, sequences, settings, new)
+    arrays.update({f"{name}_{key}": value for key, value in samples.items()})
+    if new is not None:  # rows no longer follow from the sequences alone
+        arrays[f"{name}_positions"] = np.array([t for _, t in rows], dtype=np.int64)
+    return samples
+
+
+def _store_candidates(arrays: dict[str, np.ndarray], name: str, samples: dict[str, np.ndarray],
+                      sequences: list[np.ndarray], n_items: int, settings: DataSettings,
+                      pool: np.ndarray | None = None) -> None:
+    draws = [
+        protocol.draw_candidates(samples["users"], samples["targets"], sequences, n_items,
+                                 settings.candidates,
+                                 protocol.candidate_rng(settings, name, draw=d), pool=pool)
+        for d in range(settings.draws)
+    ]
+    arrays[f"{name}_candidates"] = draws[0]
+    if settings.draws > 1:
+        arrays[f"{name}_more_candidates"] = np.stack(draws[1:])
+
+
 def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[str], dict]:
     """Apply the protocol to raw data: (counts and skips, items, raw user ids, arrays)."""
     raw_items, item_id = protocol.index_items(raw)
@@ -173,34 +224,42 @@ def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[
         "seq_items": np.concatenate(sequences),
         "seq_offsets": np.cumsum([0] + [len(s) for s in sequences]).astype(np.int64),
     }
+    new = None
+    if settings.new_items:
+        new_ids = protocol.new_item_ids(len(raw_items), _first_seen(raw, item_id), settings)
+        new = np.zeros(len(raw_items) + 1, dtype=bool)
+        new[new_ids] = True
+        arrays["new_items"] = new_ids
+    dropped = Counter()
     for name in SPLITS:
-        samples = protocol.make_samples(
-            eligible[parts[name]], sequences, settings, name
-        )
-        arrays.update({f"{name}_{key}": value for key, value in samples.items()})
+        rows = protocol.sample_rows(eligible[parts[name]], sequences, settings, name)
+        warm, cold, lost = protocol.partition_rows(rows, sequences, settings, name, new)
+        dropped += lost
+        samples = _store_split(arrays, name, warm, sequences, settings, new)
         if name != "train":
-            draws = [
-                protocol.draw_candidates(
-                    samples["users"], samples["targets"], sequences, len(raw_items),
-                    settings.candidates, protocol.candidate_rng(settings, name, draw=d),
-                )
-                for d in range(settings.draws)
-            ]
-            arrays[f"{name}_candidates"] = draws[0]
-            if settings.draws > 1:
-                arrays[f"{name}_more_candidates"] = np.stack(draws[1:])
+            _store_candidates(arrays, name, samples, sequences, len(raw_items), settings)
+        if name != "train" and new is not None:
+            samples = _store_split(arrays, f"{name}-new", cold, sequences, settings, new)
+            _store_candidates(arrays, f"{name}-new", samples, sequences, len(raw_items),
+                              settings)
+            _store_candidates(arrays, f"{name}-new-only", samples, sequences,
+                              len(raw_items), settings, pool=new)
     items = [
         {"id": item_id[r], "raw_id": r, "title": raw.titles[r], "year": raw.years.get(r)}
+        | ({"attributes": raw.attributes[r]} if r in raw.attributes else {})
         for r in raw_items
     ]
+    names = [n for n in (*SPLITS, *NEW_SPLITS) if f"{n}_targets" in arrays]
     counts = {
         "users": len(raw_users),
         "items": len(raw_items),
         "interactions": len(raw.interactions),
         **{f"{name}_users": len(parts[name]) for name in SPLITS},
-        **{f"{name}_samples": len(arrays[f"{name}_targets"]) for name in SPLITS},
+        **{f"{name}_samples": len(arrays[f"{name}_targets"]) for name in names},
+        **({"new_items": len(arrays["new_items"])} if new is not None else {}),
+        **({"items_with_attributes": len(raw.attributes)} if raw.attributes else {}),
     }
-    skipped = raw.skipped + protocol.skipped_short_users(sequences, settings)
+    skipped = raw.skipped + protocol.skipped_short_users(sequences, settings) + dropped
     return {"counts": counts, "skipped": dict(sorted(skipped.items()))}, items, raw_users, arrays
 
 

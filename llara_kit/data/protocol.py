@@ -13,11 +13,51 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from llara_kit.data.raw import DataError, RawData
-from llara_kit.data.settings import DataSettings
+from llara_kit.data.settings import NEW_SPLITS, SPLITS, DataSettings
 
 # Streams of the seed's generator family: one per use, so adding one never shifts another.
-_SPLIT, _VALID, _TEST, _TRAIN = 0, 1, 2, 3
-SPLITS = ("train", "valid", "test")
+_SPLIT, _VALID, _TEST, _TRAIN, _NEW, _NEW_DRAWS = 0, 1, 2, 3, 4, 5
+
+def new_item_ids(n_items: int, first_seen: np.ndarray, settings: DataSettings) -> np.ndarray:
+    """The sorted ids of the items held out as new: ``new_items`` of them, at random (seeded)
+    or those whose first interaction is latest (``first_seen``: (n_items + 1,) times)."""
+    k = round(settings.new_items * n_items)
+    if settings.new_items_by == "random":
+        order = np.random.default_rng([settings.seed, _NEW]).permutation(n_items) + 1
+    else:
+        order = np.argsort(-first_seen[1:], kind="stable") + 1
+    return np.sort(order[:k])
+
+
+def seen_by_models(sequence: np.ndarray, t: int, new: np.ndarray | None) -> np.ndarray:
+    """The items before position ``t`` that the models may read: new ones (``new``: (n_items
+    + 1,) bool) are cut out."""
+    before = sequence[:t]
+    return before if new is None else before[~new[before]]
+
+
+def partition_rows(rows: list[tuple[int, int]], sequences: list[np.ndarray],
+                   settings: DataSettings, split: str, new: np.ndarray | None
+                   ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], Counter]:
+    """(rows whose target is warm, rows whose target is new, what was dropped and why).
+
+    Without new items every row is warm. With them a training row needs ``min_history`` warm
+    items before its target and a new target is dropped (nothing trains on new items); an
+    evaluation row needs one warm item before its target."""
+    if new is None:
+        return rows, [], Counter()
+    need = settings.min_history if split == "train" else 1
+    warm, cold, dropped = [], [], Counter()
+    for u, t in rows:
+        if len(seen_by_models(sequences[u], t, new)) < need:
+            dropped[f"{split} samples with fewer than {need} warm items before the target"] += 1
+        elif not new[sequences[u][t]]:
+            warm.append((u, t))
+        elif split == "train":
+            dropped["train samples whose target is a new item"] += 1
+        else:
+            cold.append((u, t))
+    return warm, cold, dropped
 HELD_OUT = {"llara": 0, "loo": 2}  # items at the end of every sequence kept out of training
 
 
@@ -90,15 +130,15 @@ def sample_rows(users: np.ndarray, sequences: list[np.ndarray], settings: DataSe
             for t in target_positions(len(sequences[u]), split, settings)]
 
 
-def make_samples(users: np.ndarray, sequences: list[np.ndarray], settings: DataSettings,
-                 split: str) -> dict[str, np.ndarray]:
-    """Samples as arrays: history (n, H) left-aligned with 0 padding, lengths, targets, users."""
-    rows = sample_rows(users, sequences, settings, split)
+def make_samples(rows: list[tuple[int, int]], sequences: list[np.ndarray],
+                 settings: DataSettings, new: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Samples of (user, target position) ``rows`` as arrays: history (n, H) left-aligned
+    with 0 padding (new items cut out), lengths, targets, users."""
     history = np.zeros((len(rows), settings.history), dtype=np.int64)
     lengths = np.zeros(len(rows), dtype=np.int64)
     targets = np.zeros(len(rows), dtype=np.int64)
     for r, (u, t) in enumerate(rows):
-        window = sequences[u][max(0, t - settings.history) : t]
+        window = seen_by_models(sequences[u], t, new)[-settings.history:]
         history[r, : len(window)] = window
         lengths[r] = len(window)
         targets[r] = sequences[u][t]
@@ -125,17 +165,27 @@ def check_negative_pool(sequences: list[np.ndarray], raw_users: list[str], n_ite
 
 def draw_candidates(users: np.ndarray, targets: np.ndarray, sequences: list[np.ndarray],
                     n_items: int, n_candidates: int, rng: np.random.Generator,
-                    chunk: int = 4096) -> np.ndarray:
+                    chunk: int = 4096, pool: np.ndarray | None = None) -> np.ndarray:
     """(n, C) candidate lists: the target and C-1 distinct negatives the user never
-    interacted with, drawn uniformly, in random order."""
+    interacted with, drawn uniformly (among ``pool``, an (n_items + 1,) bool mask, if
+    given), in random order."""
     out = np.empty((len(users), n_candidates), dtype=np.int64)
     for start in range(0, len(users), chunk):
         u = users[start : start + chunk]
         keys = rng.random((len(u), n_items + 1), dtype=np.float32)  # (rows, N + 1)
         keys[:, 0] = np.inf  # padding id
+        if pool is not None:
+            keys[:, ~pool] = np.inf
         seen = [sequences[x] for x in u]
         rows = np.repeat(np.arange(len(u)), [len(s) for s in seen])
         keys[rows, np.concatenate(seen)] = np.inf
+        short = np.isfinite(keys).sum(axis=1) < n_candidates - 1
+        if short.any():
+            raise DataError(
+                f"A sample of user index {int(u[short.argmax()])} has fewer than "
+                f"{n_candidates - 1} unseen items to draw negatives from"
+                f"{' among the new items' if pool is not None else ''}; lower candidates"
+                f"{' or raise new_items' if pool is not None else ''}.")
         negatives = np.argpartition(keys, n_candidates - 2, axis=1)[:, : n_candidates - 1]
         lists = np.concatenate([negatives, targets[start : start + chunk, None]], axis=1)
         out[start : start + chunk] = rng.permuted(lists, axis=1)
@@ -145,7 +195,9 @@ def draw_candidates(users: np.ndarray, targets: np.ndarray, sequences: list[np.n
 def candidate_rng(settings: DataSettings, split: str, epoch: int = 0, draw: int = 0
                   ) -> np.random.Generator:
     """The generator for a split's candidates: fixed per draw for valid/test (draw 0 as
-    before draws existed), per epoch for train."""
+    before draws existed) and each new-item split, per epoch for train."""
+    if split in NEW_SPLITS:
+        return np.random.default_rng([settings.seed, _NEW_DRAWS, NEW_SPLITS.index(split), draw])
     stored = [_VALID] if split == "valid" else [_TEST]
     stream = [_TRAIN, epoch] if split == "train" else stored + ([draw] if draw else [])
     return np.random.default_rng([settings.seed, *stream])

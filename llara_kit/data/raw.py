@@ -39,6 +39,8 @@ class RawData:
     sources: list[Path] = field(default_factory=list)  # files read, for the cache key
     skipped: Counter = field(default_factory=Counter)
     columns: dict[str, dict[str, str]] = field(default_factory=dict)  # file -> role -> column
+    # raw item id -> its attributes (genres, tags, categories), where the data set has them
+    attributes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def require_file(path: Path, what: str) -> Path:

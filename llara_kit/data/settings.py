@@ -15,6 +15,20 @@ from llara_kit.errors import LlaraKitError
 # loo: leave-one-out over every user: train on the prefixes, valid = second-to-last item,
 # test = last item (SASRec / RecBole's standard, ~10x more test users).
 PROTOCOLS = ("llara", "loo")
+SPLITS = ("train", "valid", "test")
+# With new items held out (``new_items``): the valid and test samples whose target is new,
+# with negatives drawn among all items, and the same samples with negatives among new items
+# only (``-only``).
+NEW_SPLITS = ("valid-new", "test-new", "valid-new-only", "test-new-only")
+EVALUATION_SPLITS = ("valid", "test", *NEW_SPLITS)
+# Which items a new-item share holds out: a seeded random choice, or those whose first
+# interaction is latest (the items a catalogue gained last).
+NEW_ITEM_ORDERS = ("random", "latest")
+
+
+def valid_split_of(split: str) -> str:
+    """The valid split that chooses settings for an evaluation split (test-new: valid-new)."""
+    return split.replace("test", "valid")
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -35,12 +49,25 @@ class DataSettings:
                                       "leave-one-out over every user.")
     draws: int = _setting(1, "Negative sets stored for valid and test (the first is the same "
                              "for any count); metrics average over them.")
+    new_items: float = _setting(
+        0.0, "Share of items held out as new: never in what the encoder or the LLM trains on; "
+             "valid and test samples whose target is new form valid-new and test-new (and "
+             "valid-new-only, test-new-only: negatives among new items only).")
+    new_items_by: str = _setting("random", "Which items are new: random (seeded) or latest "
+                                           "(the latest first interactions).")
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise LlaraKitError(
                 f"Unknown protocol {self.protocol!r}; use one of: {', '.join(PROTOCOLS)}."
             )
+        if self.new_items_by not in NEW_ITEM_ORDERS:
+            raise LlaraKitError(f"Unknown new_items_by {self.new_items_by!r}; use one of: "
+                                f"{', '.join(NEW_ITEM_ORDERS)}.")
+        if not isinstance(self.new_items, (int, float)) or not 0 <= self.new_items < 1:
+            raise LlaraKitError(f"Data setting new_items={self.new_items!r} must be a share in "
+                                "[0, 1), e.g. 0.2.")
+        object.__setattr__(self, "new_items", float(self.new_items))
         object.__setattr__(self, "split", tuple(float(x) for x in self.split))
         for name in ("history", "candidates", "min_history", "draws"):
             value = getattr(self, name)
@@ -58,11 +85,13 @@ class DataSettings:
             )
 
     def to_dict(self) -> dict:
-        """The settings as JSON; ``draws`` only when above 1, so that data prepared before
-        draws existed keeps its cache key."""
+        """The settings as JSON; ``draws`` only when above 1 and the new-item settings only
+        when items are held out, so that data prepared before they existed keeps its key."""
         out = asdict(self) | {"split": list(self.split)}
         if self.draws == 1:
             del out["draws"]
+        if not self.new_items:
+            del out["new_items"], out["new_items_by"]
         return out
 
 

@@ -28,8 +28,9 @@ ItemRows = Iterable[tuple[int, str, str, int | None]]  # (line, item, raw title,
 
 
 def assemble(interactions: InteractionRows, items: ItemRows, items_path: Path,
-             sources: list[Path]) -> RawData:
-    """Join interactions with titled items; count what cannot be used."""
+             sources: list[Path], attributes: dict[str, list[str]] | None = None) -> RawData:
+    """Join interactions with titled items; count what cannot be used. ``attributes``: raw
+    item id -> its attributes (genres, tags), kept for the titled items."""
     raw = RawData(interactions=[], titles={}, sources=sources)
     for lineno, item, raw_title, year in items:
         if item in raw.titles or item in raw.years:
@@ -54,7 +55,20 @@ def assemble(interactions: InteractionRows, items: ItemRows, items_path: Path,
             f"No usable interactions: none of them names an item with a title in {items_path}; "
             "check that the two files belong together."
         )
+    raw.attributes = {item: values for item, values in (attributes or {}).items()
+                      if item in raw.titles and values}
     return raw
+
+
+def split_attributes(value: str, separator: str) -> list[str]:
+    """An attribute field as a list: split on ``separator``, blanks and repeats dropped."""
+    return list(dict.fromkeys(v.strip() for v in value.split(separator) if v.strip()))
+
+
+# The 19 genre flags of GroupLens ml-100k's u.item (columns 6-24), in the order of u.genre.
+ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
+                 "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical",
+                 "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
 
 
 def _year(value: str) -> int | None:
@@ -85,11 +99,11 @@ class MovieLens100K:
         interactions = (
             (f[0], f[1], parse_time(f[3], data, n)) for n, f in read_rows(data, "\t", 4)
         )
-        items = (
-            (n, f[0], f[1], _year(f[2][-4:]))
-            for n, f in read_rows(item, "|", 24, encoding="latin-1")
-        )
-        return assemble(interactions, items, item, [data, item])
+        rows = list(read_rows(item, "|", 24, encoding="latin-1"))
+        items = ((n, f[0], f[1], _year(f[2][-4:])) for n, f in rows)
+        genres = {f[0]: [g for g, flag in zip(ML100K_GENRES, f[5:], strict=True)
+                         if flag == "1" and g != "unknown"] for _, f in rows}
+        return assemble(interactions, items, item, [data, item], genres)
 
 
 class MovieLens1M:
@@ -106,8 +120,10 @@ class MovieLens1M:
             (f[0], f[1], parse_time(f[3], ratings, n))
             for n, f in read_rows(ratings, "::", 4, encoding="latin-1")
         )
-        items = ((n, f[0], f[1], None) for n, f in read_rows(movies, "::", 3, encoding="latin-1"))
-        return assemble(interactions, items, movies, [ratings, movies])
+        rows = list(read_rows(movies, "::", 3, encoding="latin-1"))
+        items = ((n, f[0], f[1], None) for n, f in rows)
+        genres = {f[0]: split_attributes(f[2], "|") for _, f in rows}
+        return assemble(interactions, items, movies, [ratings, movies], genres)
 
 
 # Column names recognised when the configured ones are absent, compared without case, "_",
@@ -135,6 +151,8 @@ class CsvData:
     name (common spellings such as ``user_id``, ``movieId`` or ``ts`` are recognised) or named
     by the ``*_col`` options; ``header=false`` takes the columns in that order (or the
     ``*_col`` options as 0-based positions). Timestamps are numbers or ISO dates.
+    ``attributes_col`` names a column of items.csv holding the item's attributes (genres,
+    tags), split on ``attribute_separator``.
     """
 
     def __init__(
@@ -149,12 +167,15 @@ class CsvData:
         delimiter: str = ",",
         encoding: str = "utf-8",
         header: bool = True,
+        attributes_col: str | int | None = None,
+        attribute_separator: str = "|",
     ):
         folder = Path(data_dir).expanduser() if data_dir is not None else Path.cwd()
         self.interactions_path = folder / interactions
         self.items_path = folder / items
         self.chosen = {"user": user_col, "item": item_col, "timestamp": time_col,
-                       "title": title_col}
+                       "title": title_col, "attributes": attributes_col}
+        self.attribute_separator = attribute_separator
         self.delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter)
         self.encoding, self.header = encoding, header
 
@@ -202,8 +223,13 @@ class CsvData:
         self.columns: dict[str, dict[str, str]] = {}
         interaction_rows = ((u, i, parse_time(t, inter, n))
                             for n, (u, i, t) in self._read(inter, ("user", "item", "timestamp")))
-        item_rows = ((n, i, title, None) for n, (i, title) in self._read(items, ("item", "title")))
-        raw = assemble(interaction_rows, item_rows, items, [inter, items])
+        roles = ("item", "title") + (("attributes",) if self.chosen["attributes"] is not None
+                                     else ())
+        rows = list(self._read(items, roles))
+        item_rows = ((n, f[0], f[1], None) for n, f in rows)
+        attributes = {f[0]: split_attributes(f[2], self.attribute_separator)
+                      for _, f in rows if len(f) > 2}
+        raw = assemble(interaction_rows, item_rows, items, [inter, items], attributes)
         raw.columns = self.columns
         return raw
 
@@ -212,10 +238,11 @@ class RecBoleAtomic:
     """RecBole atomic files ``<name>.inter`` and ``<name>.item`` (tab-separated, typed header)."""
 
     def __init__(self, data_dir: str | Path | None = None, name: str | None = None,
-                 title_field: str | None = None):
+                 title_field: str | None = None, attribute_field: str = "class"):
         self.folder = data_dir_path(data_dir, "recbole")
         self.name = name or self.folder.name
         self.title_field = title_field
+        self.attribute_field = attribute_field  # a token_seq field (space-separated), if any
 
     def _header(self, path: Path) -> list[str]:
         with open(path, encoding="utf-8") as fh:
@@ -239,15 +266,16 @@ class RecBoleAtomic:
         )
         ik, tk = (self._index(item, th, f) for f in ("item_id", title_field))
         yk = th.index("release_year") if "release_year" in th else None
+        ak = th.index(self.attribute_field) if self.attribute_field in th else None
         interactions = (
             (f[u], f[i], parse_time(f[t], inter, n))
             for n, f in read_rows(inter, "\t", len(ih), header=True)
         )
-        items = (
-            (n, f[ik], f[tk], _year(f[yk]) if yk is not None else None)
-            for n, f in read_rows(item, "\t", len(th), header=True)
-        )
-        return assemble(interactions, items, item, [inter, item])
+        rows = list(read_rows(item, "\t", len(th), header=True))
+        items = ((n, f[ik], f[tk], _year(f[yk]) if yk is not None else None) for n, f in rows)
+        attributes = ({} if ak is None
+                      else {f[ik]: split_attributes(f[ak], " ") for _, f in rows})
+        return assemble(interactions, items, item, [inter, item], attributes)
 
 
 def _recbole_example_dir(name: str) -> Path:
