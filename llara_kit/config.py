@@ -95,6 +95,18 @@ class TrainConfig:
     max_prompt_tokens: int = _f(
         0, "Refuse to start when a prompt would be longer than this (0 = the LLM's context "
            "length).")
+    # items the encoder never trained on, and item text (llara_kit/model/new_items.py)
+    item_text: str = _f(
+        "title", "What prompts show of an item: title, or attributes (the title with the "
+                 "year and the item's attributes: genres, tags).")
+    attribute_tokens: int = _f(16, "Most tokens of an item's attributes in a prompt (whole "
+                                   "attributes are kept while they fit; 0 = all).")
+    item_dropout: float = _f(
+        0.0, "Share of training candidates shown as if new: their embedding and encoder score "
+             "come from their text (as a new item's do), so the LLM learns to rank both.")
+    content_base: bool = _f(
+        False, "The residual head's base also reads the frozen LLM's history-candidate "
+               "similarity of the item texts, with learned weights for new and warm items.")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")
@@ -105,6 +117,8 @@ class TrainConfig:
     min_history: int = _data("min_history")
     protocol: str = _data("protocol")
     seed: int = _data("seed", "Seed of the data split, candidates, curriculum draws and dropout.")
+    new_items: float = _data("new_items")
+    new_items_by: str = _data("new_items_by")
     # LoRA
     lora_r: int = _f(8, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
@@ -169,6 +183,14 @@ class TrainConfig:
         if self.cross_fit == 1 or self.cross_fit < 0:
             raise LlaraKitError(f"Setting cross_fit={self.cross_fit!r}: use 0 (off) or a fold "
                                 "count of at least 2.")
+        if self.item_text not in ("title", "attributes"):
+            raise LlaraKitError(f"Setting item_text={self.item_text!r}: use title or attributes.")
+        if not isinstance(self.item_dropout, (int, float)) or not 0 <= self.item_dropout < 1:
+            raise LlaraKitError(f"Setting item_dropout={self.item_dropout!r} must be a share in "
+                                "[0, 1), e.g. 0.2.")
+        if not isinstance(self.attribute_tokens, int) or self.attribute_tokens < 0:
+            raise LlaraKitError(f"Setting attribute_tokens={self.attribute_tokens!r} must be a "
+                                "whole number >= 0 (0 = all attributes).")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise LlaraKitError(f"Setting precision={self.precision!r}: use auto, bf16 or fp32.")
 

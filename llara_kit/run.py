@@ -28,6 +28,7 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.model.lengths import Longest, fit_prompts
 from llara_kit.model.llara import LlaraModel
 from llara_kit.model.llm import Backbone, load_backbone
+from llara_kit.model.new_items import ItemSignals, item_signals
 from llara_kit.model.prompts import Template
 from llara_kit.model.schedules import Schedule, build_schedule
 from llara_kit.plugins import build_component
@@ -147,14 +148,20 @@ def _add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
 
 
 def _build_model(cfg: TrainConfig, llm: nn.Module, encoder: Encoder, backbone: Backbone,
-                 ) -> LlaraModel:
+                 signals: ItemSignals | None = None) -> LlaraModel:
     """The LLaRA model around ``llm`` with a fresh projector and objective."""
     projector = build_component("projector", cfg.projector, encoder.hidden_size,
                                 backbone.hidden_size, **cfg.projector_options)
     objective = build_component("objective", cfg.objective, backbone.hidden_size,
                                 **cfg.objective_options)
     return LlaraModel(llm, backbone, encoder, projector, objective, cfg.user_conditioned,
-                      cfg.user_signal)
+                      cfg.user_signal, signals, cfg.content_base)
+
+
+def uses_item_signals(cfg: TrainConfig, data: PreparedData) -> bool:
+    """Whether a run reads item texts beyond its prompts: new items to rank, item dropout
+    or a content base."""
+    return data.has_new_items or cfg.item_dropout > 0 or cfg.content_base
 
 
 def _template(cfg: TrainConfig) -> Template:
@@ -189,17 +196,19 @@ def save_trainable(model: LlaraModel, folder: Path,
     from ``state``, the whole model's gathered weights, when a sharded engine holds them."""
     _save_weights(_part(model.projector, state, "projector."), folder / "projector.safetensors")
     _save_weights(_part(model.objective, state, "objective."), folder / "objective.safetensors")
-    if model.score_direction is not None:
-        _save_weights(_part(model.score_direction, state, "score_direction."),
-                      folder / "score_direction.safetensors")
+    for name in ("score_direction", "cold_marker", "content_weights"):
+        if getattr(model, name) is not None:
+            _save_weights(_part(getattr(model, name), state, f"{name}."),
+                          folder / f"{name}.safetensors")
 
 
 def load_trainable(model: LlaraModel, folder: Path) -> None:
     model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
     objective = folder / "objective.safetensors"  # absent in runs from before objectives
     model.objective.load_state_dict(load_file(objective) if objective.is_file() else {})
-    if model.score_direction is not None:
-        model.score_direction.load_state_dict(load_file(folder / "score_direction.safetensors"))
+    for name in ("score_direction", "cold_marker", "content_weights"):
+        if getattr(model, name) is not None:
+            getattr(model, name).load_state_dict(load_file(folder / f"{name}.safetensors"))
 
 
 def save_adapter(llm: PeftModel, folder: Path,
@@ -252,13 +261,16 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     choice = choose_encoder(cfg, data, folder, show_progress)
     # before seeding: building an encoder draws random numbers
     encoder = choice.encoder or load_encoder(choice.folder)
+    signals = (item_signals(backbone, cfg.llm, data, encoder, cfg.attribute_tokens, cfg.seed,
+                            show_progress)  # the frozen LLM: before LoRA
+               if uses_item_signals(cfg, data) else None)
     if frozen_dtype is not None:
         backbone.model.to(frozen_dtype)  # LoRA and the heads stay fp32
     torch.manual_seed(cfg.seed)
     llm = _add_lora(backbone, cfg)
     if cfg.gradient_checkpointing:
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = _build_model(cfg, llm, encoder, backbone)
+    model = _build_model(cfg, llm, encoder, backbone, signals)
     return Run(Path(folder), cfg, data, model, template,
                build_schedule(cfg.schedule, cfg.schedule_options), choice)
 
@@ -280,7 +292,7 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
     template = _template(cfg)
     fit_prompts(cfg, data, backbone, template, ("valid", "test"))  # cuts titles, checks lengths
     llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
-    model = _build_model(cfg, llm, run_encoder(path), backbone)
+    model = _build_model(cfg, llm, run_encoder(path), backbone, ItemSignals.load(path))
     load_trainable(model, path)
     return Run(path, cfg, data, model.to(process_device(device)).eval(), template,
                build_schedule(cfg.schedule, cfg.schedule_options),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from sklearn.preprocessing import MultiLabelBinarizer
 
 from llara_kit.data import PreparedData
 from llara_kit.metrics import CANDIDATE_METRICS, FULL_METRICS, summarise, target_ranks
@@ -74,3 +75,29 @@ def popularity_scorer(data: PreparedData) -> ItemScorer:
         return table.expand(seq.shape[0], -1)
 
     return scorer
+
+
+def content_scorer(vectors: np.ndarray, centre: bool = True) -> ItemScorer:
+    """Scores each item by the cosine of its vector with the mean of the history's vectors
+    (vectors: (n_items + 1, D), each item's text read by the frozen LLM, or its attributes
+    as a multi-hot row); ``centre`` first removes the mean over the items (the component all
+    LLM vectors share). Needs no interaction: it scores new items as it does any other."""
+    v = vectors[1:].astype(np.float32)
+    if centre:
+        v = v - v.mean(axis=0)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    table = torch.zeros(len(vectors), v.shape[1])
+    table[1:] = torch.from_numpy(v / np.where(norms > 0, norms, 1.0))
+
+    def scorer(seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        user = table[seq.cpu()].sum(1) / lengths.cpu().clamp(min=1)[:, None]  # (B, D); 0 pads
+        scores = user @ table.T  # (B, n_items + 1)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    return scorer
+
+
+def attribute_vectors(attributes: list[list[str]]) -> np.ndarray:
+    """(n_items + 1, A) multi-hot rows of the items' attributes (genres, tags)."""
+    return MultiLabelBinarizer(sparse_output=False).fit_transform(attributes).astype(np.float32)

@@ -37,6 +37,10 @@ class Batch:
     target_pos: torch.Tensor  # (B,) index of the target among the candidates, -1 if unknown
     # (B, C) the encoder's score of each candidate; None: the model computes it (hybrid rows)
     base_scores: torch.Tensor | None = None
+    # with item signals (model/new_items.py): (B, C) bool, the candidate is shown as new,
+    # and (B, C) its content score
+    cold: torch.Tensor | None = None
+    content_scores: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
@@ -84,9 +88,11 @@ def _marker_positions(vocab: Vocabulary, ids: list[int], prompt: Prompt) -> list
 
 def collate(vocab: Vocabulary, prompts: list[Prompt], answers: list[str | None],
             target_pos: list[int] | None = None, pad_left: bool = False,
-            base_scores: torch.Tensor | None = None) -> Batch:
+            base_scores: torch.Tensor | None = None, cold: torch.Tensor | None = None,
+            content: torch.Tensor | None = None) -> Batch:
     """Pad a list of samples into one batch (left padding for generation); ``base_scores``
-    (B, C): the encoder's score of each candidate, when the caller has it."""
+    (B, C): the encoder's score of each candidate, when the caller has it; ``cold`` and
+    ``content`` (B, C): which candidates are shown as new, and their content scores."""
     encoded = [encode(vocab, p, a) for p, a in zip(prompts, answers, strict=True)]
     width = max(len(ids) for ids, _ in encoded)
     pad = vocab.tokenizer.pad_token_id
@@ -120,4 +126,6 @@ def collate(vocab: Vocabulary, prompts: list[Prompt], answers: list[str | None],
         torch.tensor([len(h) for h in histories], dtype=torch.long), candidate_at,
         torch.tensor(target_pos if target_pos is not None else [-1] * B, dtype=torch.long),
         None if base_scores is None else torch.as_tensor(base_scores, dtype=torch.float32),
+        None if cold is None else torch.as_tensor(cold, dtype=torch.bool),
+        None if content is None else torch.as_tensor(content, dtype=torch.float32),
     )

@@ -15,6 +15,7 @@ import torch
 from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.errors import LlaraKitError
+from llara_kit.model.item_text import item_texts
 from llara_kit.model.llm import Backbone
 from llara_kit.model.prompts import Template
 
@@ -74,11 +75,12 @@ class Longest:
 
 def longest_prompt(data: PreparedData, split: str, template: Template, tokenizer,
                    counts: np.ndarray | None = None) -> Longest:
-    """The longest prompt of ``split`` with the run's (cut) titles, answer included
-    (``counts``: their ``token_counts``, if known). Train samples draw their candidates anew
+    """The longest prompt of ``split`` with the run's item texts (cut titles, with attributes
+    where the run shows them), answer included (``counts``: the texts' ``token_counts``, if
+    known). Train samples draw their candidates anew
     each epoch, so theirs is bounded by the longest history with the longest titles of the
     catalogue as candidates."""
-    counts = token_counts(data.titles, tokenizer) if counts is None else counts
+    counts = token_counts(data.item_texts, tokenizer) if counts is None else counts
     s = data.splits[split]
     mask = np.arange(s.history.shape[1])[None, :] < s.lengths[:, None]
     history = (counts[s.history] * mask).sum(1)  # (n,)
@@ -92,23 +94,27 @@ def longest_prompt(data: PreparedData, split: str, template: Template, tokenizer
         longest_first = np.argsort(-counts, kind="stable")[: data.settings.candidates + 1]
         others = [int(x) for x in longest_first if x not in (0, target)]
         chosen = [target, *others[: data.settings.candidates - 1]]
-    texts = {template.render(data.titles, s.history_of(i), chosen, True, phrasing).text
+    texts = {template.render(data.item_texts, s.history_of(i), chosen, True, phrasing).text
              for phrasing in range(8)}  # the template's phrasings, repeated
     prompt = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    answer = int(counts.max()) + 1  # `` <title><eos>`` (title objective)
+    answer = int(token_counts(data.titles, tokenizer).max()) + 1  # `` <title><eos>`` (title)
     return Longest(prompt + answer, split, data.raw_user_ids[int(s.users[i])])
 
 
 def fit_prompts(cfg: TrainConfig, data: PreparedData, backbone: Backbone,
                 template: Template, splits: tuple[str, ...]) -> tuple[TitleCut, Longest]:
-    """Cut ``data``'s titles to ``cfg.title_tokens`` (the run's view of them: every prompt and
-    answer is built from ``data.titles``) and refuse, in one sentence, a split whose longest
-    prompt passes ``cfg.max_prompt_tokens`` (0: the LLM's context length). Returns the cut
-    and the longest prompt."""
+    """Cut ``data``'s titles to ``cfg.title_tokens`` (the run's view of them: every answer is
+    built from ``data.titles``), set the texts prompts show (``data.item_texts``: the titles,
+    or with ``item_text`` "attributes" the titles with year and attributes) and refuse, in
+    one sentence, a split whose longest prompt passes ``cfg.max_prompt_tokens`` (0: the LLM's
+    context length). Returns the cut and the longest prompt."""
     cut = cut_titles(data.titles, backbone.tokenizer, cfg.title_tokens)
     data.titles = cut.titles
+    data.item_texts = (item_texts(data.titles, data.years, data.attributes,
+                                  backbone.tokenizer, cfg.attribute_tokens)
+                       if cfg.item_text == "attributes" else data.titles)
     ceiling = cfg.max_prompt_tokens or context_length(backbone)
-    counts = token_counts(data.titles, backbone.tokenizer)  # the cut titles, tokenized once
+    counts = token_counts(data.item_texts, backbone.tokenizer)  # tokenized once
     longest = max((longest_prompt(data, split, template, backbone.tokenizer, counts)
                    for split in splits), key=lambda x: x.tokens)
     if ceiling and longest.tokens > ceiling:

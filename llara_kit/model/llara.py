@@ -10,18 +10,38 @@ import torch
 from torch import nn
 
 from llara_kit.encoders import Encoder
+from llara_kit.encoders.imputation import with_imputed
 from llara_kit.model.batching import Batch, Vocabulary
+from llara_kit.model.new_items import ItemSignals
 
 
 class LlaraModel(nn.Module):
     def __init__(self, llm: nn.Module, vocab: Vocabulary, encoder: Encoder,
                  projector: nn.Module, objective: nn.Module, user_conditioned: bool = False,
-                 user_signal: str = "score"):
+                 user_signal: str = "score", signals: ItemSignals | None = None,
+                 content_base: bool = False):
         super().__init__()
         self.llm = llm  # a peft model (or a plain causal LM for zero-shot use)
         self.tokenizer = vocab.tokenizer
         self.placeholder_id, self.behaviour_id = vocab.placeholder_id, vocab.behaviour_id
+        # with item signals the new items' embeddings are the imputed ones, so the encoder
+        # scores them (its order is then the text-imputed encoder's)
+        if signals is not None:
+            encoder = with_imputed(encoder, signals.imputed, signals.is_new)
         self.encoder = encoder.eval().requires_grad_(False)
+        self.signals = signals
+        self.cold_marker = self.content_weights = None
+        if signals is not None:
+            self.register_buffer("imputed", torch.from_numpy(signals.imputed),
+                                 persistent=False)  # (n_items + 1, d)
+            self.cold_marker = nn.Linear(1, self.hidden_size, bias=False)  # added to cold tokens
+            nn.init.normal_(self.cold_marker.weight, std=0.02)
+        if content_base:
+            if signals is None:
+                raise ValueError("content_base needs item signals")
+            # weights of [content, cold * content, cold, cold * encoder score]: 0 at first
+            self.content_weights = nn.Linear(4, 1, bias=False)
+            nn.init.zeros_(self.content_weights.weight)
         self.projector = projector
         self.objective = objective  # its trainable parts (a score head) train with the LoRA
         self.user_conditioned = user_conditioned
@@ -39,7 +59,8 @@ class LlaraModel(nn.Module):
 
     def new_parts(self) -> list[nn.Module]:
         """The trainable parts built from scratch (the LoRA adapts pre-trained weights)."""
-        parts = [self.projector, self.objective, self.score_direction]
+        parts = [self.projector, self.objective, self.score_direction, self.cold_marker,
+                 self.content_weights]
         return [p for p in parts if p is not None]
 
     def train(self, mode: bool = True) -> LlaraModel:
@@ -64,16 +85,41 @@ class LlaraModel(nn.Module):
             out[hybrid] = torch.einsum("bcd,bd->bc", items, state).float()
         return out
 
+    def content_base(self, batch: Batch) -> torch.Tensor | float:
+        """The learned content part of a residual head's base: (B, C), or 0 without it."""
+        if self.content_weights is None:
+            return 0.0
+        cold = batch.cold.float()  # (B, C)
+        content, encoder = batch.content_scores, self.encoder_scores(batch)
+        features = torch.stack([content, cold * content, cold, cold * encoder], -1)  # (B, C, 4)
+        return self.content_weights(features.to(self.content_weights.weight.dtype)
+                                    ).squeeze(-1).float()
+
+    def cold_tokens(self, batch: Batch) -> torch.Tensor | None:
+        """(K,) bool: the behavioural token's item is shown as new (None: no item signals)."""
+        if self.signals is None or batch.cold is None:
+            return None
+        out = torch.zeros_like(batch.item_is_candidate)
+        out[batch.item_is_candidate] = batch.cold[batch.hybrid].reshape(-1)
+        return out
+
     def behaviour_vectors(self, batch: Batch) -> torch.Tensor:
         """The projected vector of each behavioural token: (K, H).
 
-        projector(item) for every item; with ``user_conditioned`` a candidate's token adds
+        projector(item) for every item (a cold candidate's: its imputed embedding's, plus the
+        learned cold marker); with ``user_conditioned`` a candidate's token adds
         the encoder's preference for it given the row's history (user state u): with
         ``user_signal`` "score" its score <item, u> times a learned vector, with "product"
         projector(item * u), so that preference is readable by the LLM.
         """
         items = self.encoder.item_embeddings(batch.item_ids)  # (K, d), frozen
+        cold = self.cold_tokens(batch)  # (K,) or None
+        if cold is not None:  # a cold item's token is its imputed embedding's, marked
+            items = torch.where(cold[:, None], self.imputed[batch.item_ids].to(items.dtype), items)
         projected = self.projector(items)  # (K, H)
+        if cold is not None:
+            marker = self.cold_marker.weight[:, 0].to(projected.dtype)  # (H,)
+            projected = projected + cold[:, None].to(projected.dtype) * marker
         if not self.user_conditioned:
             return projected
         cand = batch.item_is_candidate  # (K,) hybrid rows' candidates, row-major

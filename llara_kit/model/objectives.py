@@ -30,10 +30,11 @@ class Objective(nn.Module):
         raise NotImplementedError
 
     def score(self, model: nn.Module, prompts: list[Prompt], candidates: list[list[str]],
-              base_scores: torch.Tensor | None = None) -> torch.Tensor:
+              base_scores: torch.Tensor | None = None, **signals: torch.Tensor) -> torch.Tensor:
         """Scores of each prompt's candidates by the ``LlaraModel`` ``model``, higher is
-        better: (B, C) on the CPU. ``base_scores`` (B, C): the run's encoder's scores of them
-        (see ``collate``)."""
+        better: (B, C) on the CPU. ``base_scores`` (B, C): the run's encoder's scores of them;
+        ``signals``: ``cold`` and ``content`` (B, C) where the run has item signals (see
+        ``collate``)."""
         raise NotImplementedError
 
 
@@ -55,7 +56,7 @@ class TitleObjective(Objective):
         return F.cross_entropy(logits.float(), targets[where])
 
     @torch.no_grad()
-    def score(self, model, prompts, candidates, base_scores=None) -> torch.Tensor:
+    def score(self, model, prompts, candidates, base_scores=None, **signals) -> torch.Tensor:
         total, n_tokens = candidate_logprobs(model, prompts, candidates)
         return total / n_tokens  # (B, C)
 
@@ -68,7 +69,8 @@ class HeadObjective(Objective):
     ``residual``: a candidate's score is ``alpha * encoder score + head(state)``, the head
     starting at zero and ``alpha`` at 1, so an untrained model ranks exactly as its encoder
     and training learns a correction. The encoder's score enters every row, text-only ones
-    included (the encoder reads the item ids whatever the prompt shows).
+    included (the encoder reads the item ids whatever the prompt shows); with the run's
+    ``content_base``, so does a learned mix of the content score (``LlaraModel.content_base``).
     """
 
     def __init__(self, hidden_size: int, residual: bool = False):
@@ -89,14 +91,16 @@ class HeadObjective(Objective):
         hidden = model.hidden_states(batch)  # (B, T, H)
         at = batch.candidate_at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, C, H)
         scores = self.head(hidden.gather(1, at)).squeeze(-1).float()  # (B, C)
-        return scores + self.alpha * model.encoder_scores(batch) if self.residual else scores
+        if not self.residual:
+            return scores
+        return scores + self.alpha * model.encoder_scores(batch) + model.content_base(batch)
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(self.candidate_scores(model, batch), batch.target_pos)
 
     @torch.no_grad()
-    def score(self, model, prompts, candidates, base_scores=None) -> torch.Tensor:
+    def score(self, model, prompts, candidates, base_scores=None, **signals) -> torch.Tensor:
         device = next(model.parameters()).device
-        batch = collate(model, prompts, [None] * len(prompts),
-                        base_scores=base_scores).to(device)
+        batch = collate(model, prompts, [None] * len(prompts), base_scores=base_scores,
+                        **signals).to(device)
         return self.candidate_scores(model, batch).cpu()  # (B, C)

@@ -40,6 +40,7 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.model.batching import Batch, collate
 from llara_kit.model.lengths import Longest, free_memory, step_memory
 from llara_kit.model.llm import Backbone
+from llara_kit.model.new_items import candidate_signals
 from llara_kit.model.schedules import build_schedule
 from llara_kit.plugins import KINDS, get_component
 from llara_kit.progress import Progress
@@ -55,7 +56,7 @@ from llara_kit.storage import complete_dir, staged_dir
 from llara_kit.training.lists import training_lists
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
-_SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST = 101, 102, 103, 104, 105
+_SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST, _DROPOUT = 101, 102, 103, 104, 105, 106
 # Train samples of the default CPU run: ~9 minutes at ~0.47 samples/s (2 AVX2 cores, fp32;
 # examples/benchmarks/quality.py chose the objective and form at this budget).
 CPU_SUBSET = 256
@@ -198,7 +199,7 @@ class Trainer:
         cands = self.data.train_candidates(epoch)
         rng = _rng(self.cfg, _ORDER, epoch)
         order = rng.permutation(self.plan.samples)
-        titles = np.array([len(t) for t in self.data.titles])
+        titles = np.array([len(t) for t in self.data.item_texts])
         history = self.data.splits["train"].history
         size = titles[history[order]].sum(1) + titles[cands[order]].sum(1)  # prompt length proxy
         group = self.cfg.batch_size * 16  # sort within groups so batches need little padding
@@ -230,13 +231,34 @@ class Trainer:
         idx, targets, cands, hybrid, phrasing = (
             a[mine] for a in (idx, targets, cands, hybrid, phrasing))
         prompts = [
-            self.assembled.template.render(self.data.titles, train.history_of(i), c.tolist(),
-                                     bool(h), int(ph))
+            self.assembled.template.render(self.data.item_texts, train.history_of(i),
+                                           c.tolist(), bool(h), int(ph))
             for i, c, h, ph in zip(idx, cands, hybrid, phrasing, strict=True)
         ]
         answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
+        base, cold, content = self.candidate_scores(g, idx, cands, mine)
         return collate(self.model, prompts, answers, target_positions(cands, targets).tolist(),
-                       base_scores=self.lists.base_scores(self.data, idx, cands)).to(self.device)
+                       base_scores=base, cold=cold, content=content).to(self.device)
+
+    def candidate_scores(self, g: int, idx: np.ndarray, cands: np.ndarray, mine: slice
+                         ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The encoder scores (B, C) of this rank's samples ``idx`` and their candidates
+        ``cands``, and with item signals which candidates are shown as new and their content
+        scores: item dropout (drawn for the whole micro-batch ``g``) shows a candidate as new,
+        its encoder score then the imputed embedding's (the run's encoder's user state)."""
+        base = self.lists.base_scores(self.data, idx, cands)
+        signals = self.model.signals
+        if signals is None:
+            return base, None, None
+        train = self.data.splits["train"]
+        history, lengths = train.history[idx], train.lengths[idx]
+        shape = (len(self.global_micro_batch(g)), cands.shape[1])
+        dropped = (_rng(self.cfg, _DROPOUT, g).random(shape) < self.cfg.item_dropout)[mine]
+        if dropped.any():
+            imputed = signals.imputed_scores(self.model.encoder, history, lengths, cands)
+            base = np.where(dropped, imputed, base).astype(np.float32)
+        cold, content = candidate_signals(signals, history, lengths, cands, dropped)
+        return base, cold, content
 
     def candidate_lists(self, g: int, p_shortlist: float) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch ``g``'s (B, C) candidate lists and (B,) which are shortlists."""
@@ -295,6 +317,8 @@ class Trainer:
         if self.is_main:
             # what a resumed run will use
             copy_encoder(self.assembled.encoder_choice.folder, self.run_dir)
+            if self.model.signals is not None:
+                self.model.signals.save(self.run_dir)
         start = self.load_checkpoint() if resume else 0
         kept = run_folder.read_log(self.run_dir, torn_tail=True) if resume else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
