@@ -22,6 +22,7 @@ from llara_kit.config import (
     PretrainSettings,
     resolve,
 )
+from llara_kit.data.settings import EVALUATION_SPLITS
 from llara_kit.errors import LlaraKitError
 from llara_kit.options import config_options, data_options, data_request, key_values, overrides
 from llara_kit.plugins import KINDS, load_plugins
@@ -208,7 +209,9 @@ run_argument = click.argument("run", type=click.Path(file_okay=False, exists=Tru
 
 @cli.command("evaluate")
 @run_argument
-@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(EVALUATION_SPLITS), default="test", show_default=True,
+              help="valid or test; with --new-items data also the new-item splits "
+                   "(valid-new, test-new: 19 random negatives; -only: negatives among new items).")
 @click.option("--mode", type=click.Choice(MODES), default="score", show_default=True,
               help="score: rank by the run's objective; generate: the paper's protocol; "
                    "constrained: generation limited to the candidates.")
@@ -276,7 +279,9 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
 @cli.command()
 @click.argument("runs", nargs=-1, required=True,
                 type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(EVALUATION_SPLITS), default="test", show_default=True,
+              help="valid or test; with --new-items data also the new-item splits "
+                   "(valid-new, test-new: 19 random negatives; -only: negatives among new items).")
 @click.option("--mode", type=click.Choice(MODES), default="score", show_default=True)
 @click.option("--against", metavar="NAME",
               help="Add each row's paired HR@1 and NDCG@10 difference to this row (a name or "
@@ -345,7 +350,9 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
                 type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write (default: report.html in the first run's folder).")
-@click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(EVALUATION_SPLITS), default="test", show_default=True,
+              help="valid or test; with --new-items data also the new-item splits "
+                   "(valid-new, test-new: 19 random negatives; -only: negatives among new items).")
 @click.option("--mode", type=click.Choice(MODES), default="score", show_default=True)
 def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> None:
     """One self-contained HTML page: training curves, the comparison with intervals, HR@1 by

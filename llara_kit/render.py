@@ -221,9 +221,10 @@ def bucket_table(kind: str, per_metric: dict[str, dict[str, dict]], rows: dict[s
 
 # --- recommend --------------------------------------------------------------------------
 def recommendations_table(recs: list[Recommendation]) -> Table:
-    table = Table(title="recommendations")
+    table = Table(title="recommendations", caption="new: an item held out as new, never trained "
+                  "on (scored from its text)" if any(r.new for r in recs) else None)
     for col in ("rank", "item", "title", "score"):
         table.add_column(col)
     for i, r in enumerate(recs, 1):
-        table.add_row(str(i), r.item, r.title, f"{r.score:.3f}")
+        table.add_row(str(i), r.item, r.title + (" (new)" if r.new else ""), f"{r.score:.3f}")
     return table

@@ -54,10 +54,11 @@ def tiny_llm_folder(folder: Path) -> Path:
     return folder
 
 
-def train_tiny(root: Path, name: str, **kw) -> Path:
-    """A run of the tiny Llama on the cycle data (16 samples); ``kw`` overrides settings."""
+def train_tiny(root: Path, name: str, n_items: int = 30, **kw) -> Path:
+    """A run of the tiny Llama on the cycle data of ``n_items`` (16 samples); ``kw``
+    overrides settings."""
     s = CYCLE_SETTINGS
-    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle")),
+    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle", n_items)),
                       llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
                       candidates=s.candidates, split=s.split, template="item", precision="fp32",
                       batch_size=4, grad_accum=1, max_train_samples=16, device=TEST_DEVICE,

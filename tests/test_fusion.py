@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from llara_kit.evaluation.fusion import choose_lambda, fuse, standardise
+from llara_kit.evaluation.fusion import choose_lambda, fuse, standardise, supported_lambda
 from llara_kit.metrics import paired_difference
 
 
@@ -56,3 +56,17 @@ def test_paired_difference_and_mcnemar():
     x = rng.random(300)
     assert paired_difference(x, x + rng.normal(0, 0.01, 300), binary=False)["p"] > 0.01
     assert paired_difference(x + 0.1, x, binary=False)["p"] < 1e-6
+
+
+def test_recommend_uses_the_llm_only_on_a_supported_win():
+    """A gain on valid whose paired interval reaches 0 leaves the encoder's order."""
+    target, good, noise = _case()
+    items = np.tile(np.arange(good.shape[1]), (len(target), 1))
+    lam, _, gain = supported_lambda(good, noise, items, target, ("HR@1",))  # a clear win
+    assert lam <= 0.25 and gain["low"] > 0 and gain["metric"] == "HR@1"
+    slightly = good.copy()  # the LLM right on one more sample than the encoder: no support
+    wrong = np.flatnonzero(good.argmax(1) != target)[:2]
+    slightly[wrong[0], target[wrong[0]]] += 10
+    lam, table, gain = supported_lambda(slightly, good, items, target, ("HR@1",))
+    assert table["0"] > table["inf"]  # the LLM is ahead on valid ...
+    assert math.isinf(lam) and gain["low"] <= 0 < gain["value"]  # ... but not supported

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from llara_kit.data.settings import valid_split_of
 from llara_kit.evaluation.evaluate import Evaluation, evaluate
 from llara_kit.evaluation.fusion import Fusion, evaluate_fusion
 from llara_kit.run import Run, load_run, zero_shot_view
@@ -21,9 +22,9 @@ class Assessment:
 
 
 def fuses(mode: str, split: str, zero_shot: bool, limit: int | None, draws: int) -> bool:
-    """Whether an evaluation is fused with its encoder: score mode on every test sample of
-    the first draw, not zero-shot."""
-    return mode == "score" and split == "test" and not zero_shot and limit is None \
+    """Whether an evaluation is fused with its encoder: score mode on every sample of a test
+    split (test, or a new-item one) of the first draw, not zero-shot."""
+    return mode == "score" and split.startswith("test") and not zero_shot and limit is None \
         and draws == 1
 
 
@@ -45,6 +46,6 @@ def assess(path: Path, split: str = "test", mode: str = "score", *, zero_shot: b
         result = evaluate(run, split, mode, permutations=permutations, **options)
         fusion = None
         if fuse and fuses(mode, split, zero_shot, limit, draws):
-            valid = evaluate(run, "valid", mode, **options)
+            valid = evaluate(run, valid_split_of(split), mode, **options)
             fusion = evaluate_fusion(run, valid, result)
     return Assessment(run, result, fusion)

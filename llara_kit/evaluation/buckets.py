@@ -19,9 +19,13 @@ def _labels(edges: tuple[int, ...], unit: str) -> list[str]:
     return [*labels, f"> {edges[-1] - 1} {unit}"]
 
 
+NEW = "new items"  # a target held out as new (--new-items): no interaction in training
+
+
 def sample_buckets(data: PreparedData, split: str) -> dict[str, tuple[list[str], list[str]]]:
     """{kind: (the bucket labels in order, each sample's label)} for the ``target
-    popularity`` and ``history`` kinds."""
+    popularity`` (new items apart, with --new-items: new, rare, warm) and ``history``
+    kinds."""
     s = data.splits[split]
     counts = np.bincount(data.training_interactions(), minlength=data.n_items + 1)
     seen = np.array([len(x) for x in data.seen_before(split)])
@@ -31,6 +35,11 @@ def sample_buckets(data: PreparedData, split: str) -> dict[str, tuple[list[str],
             ("history", seen, HISTORY_EDGES, "items")):
         labels = _labels(edges, unit)
         out[kind] = labels, [labels[i] for i in np.searchsorted(edges, values, side="right")]
+    if data.has_new_items:
+        labels, per_sample = out["target popularity"]
+        new = data.is_new[s.targets]
+        out["target popularity"] = ([NEW, *labels], [NEW if n else label for n, label
+                                                     in zip(new, per_sample, strict=True)])
     return out
 
 

@@ -11,7 +11,14 @@ import numpy as np
 
 from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
-from llara_kit.encoders.ranking import ItemScorer, all_item_scores, popularity_scorer
+from llara_kit.encoders.imputation import with_imputed
+from llara_kit.encoders.ranking import (
+    ItemScorer,
+    all_item_scores,
+    attribute_vectors,
+    content_scorer,
+    popularity_scorer,
+)
 from llara_kit.encoders.shortlists import MISSED, shortlists
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluation.buckets import bucket_differences, sample_buckets
@@ -24,6 +31,7 @@ from llara_kit.metrics import (
     retrieved_metrics,
     summarise,
 )
+from llara_kit.model.new_items import ItemSignals
 from llara_kit.run import load_prepared, run_encoder
 from llara_kit.run_folder import load_metrics, read_config, read_data_manifest, read_predictions
 
@@ -112,6 +120,20 @@ def label(config: TrainConfig) -> tuple[str, str]:
     return full, f"{short} {config.objective}{tags}"
 
 
+def content_baselines(encoder: ItemScorer, signals: ItemSignals, data: PreparedData
+                      ) -> dict[str, ItemScorer]:
+    """The cheaper ways to rank items the encoder never trained on, as item scorers: the
+    encoder with text-imputed embeddings for new items, the frozen LLM's history-candidate
+    similarity of item texts, and (where the data has attributes) attribute overlap."""
+    out = {f"{encoder.name}, new items imputed from text":
+           with_imputed(encoder, signals.imputed, signals.is_new),
+           "frozen LLM text similarity": content_scorer(signals.text_vectors)}
+    if any(data.attributes):
+        out["attribute overlap (no LLM)"] = content_scorer(attribute_vectors(data.attributes),
+                                                           centre=False)
+    return out
+
+
 def evaluated_draws(run: Path, split: str, mode: str) -> int:
     """How many candidate draws the run's ``mode`` results on ``split`` average over."""
     return load_metrics(run).get(split, {}).get(mode, {}).get("draws", 1)
@@ -136,8 +158,9 @@ def shortlist_size(run: Path, split: str, mode: str = "score") -> int:
 
 def comparison(runs: list[Path], data: PreparedData, split: str = "test",
                mode: str = "score", candidates: str = "stored") -> dict[str, Row]:
-    """{method: Row} for popularity, each run's encoder alone, zero-shot, each run, and each
-    run's fusion with its encoder where evaluated; on ``data``'s draws (``stored``), or over
+    """{method: Row} for popularity, each run's encoder alone (and, for a run with item
+    signals, ``content_baselines``), zero-shot, each run, and each run's fusion with its
+    encoder where evaluated; on ``data``'s draws (``stored``), or over
     the whole catalogue (``retrieved``: the runs re-rank their encoder's shortlist, the
     baselines rank every unseen item)."""
     retrieved = candidates == "retrieved"
@@ -161,6 +184,10 @@ def comparison(runs: list[Path], data: PreparedData, split: str = "test",
         if f"{config.encoder} alone" not in rows:
             encoder = run_encoder(run)
             rows[f"{config.encoder} alone"] = baseline(encoder)
+            signals = ItemSignals.load(run)
+            if signals is not None:
+                rows.update({name: baseline(scorer) for name, scorer
+                             in content_baselines(encoder, signals, data).items()})
         stored = load_metrics(run).get(split, {})
         zero_shot = stored.get(f"zero-shot-{method}", {})
         if zero_shot and zero_shot.get("draws", 1) == data.settings.draws:

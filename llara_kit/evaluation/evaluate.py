@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from llara_kit.config import CANDIDATE_SOURCES, MODES
-from llara_kit.data.protocol import SPLITS
+from llara_kit.data.settings import EVALUATION_SPLITS
 from llara_kit.devices import scoring_autocast
 from llara_kit.distributed import gather_rows, main_writes, process_share, shard
 from llara_kit.encoders import Encoder
@@ -38,6 +38,7 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.evaluation.layouts import Layout, layout_summary, layouts
 from llara_kit.metrics import mean_with_interval, retrieved_metrics, summarise
 from llara_kit.model.inference import greedy_answers
+from llara_kit.model.new_items import candidate_signals
 from llara_kit.model.prompts import Prompt
 from llara_kit.progress import Progress
 from llara_kit.run import Run
@@ -106,7 +107,8 @@ def split_prompts(run: Run, split: str, hybrid: bool, limit: int | None = None,
     n = len(candidates) if limit is None else min(limit, len(candidates))
     candidates = candidates[:n]
     prompts = [
-        run.template.render(run.data.titles, s.history_of(i), candidates[i].tolist(), hybrid)
+        run.template.render(run.data.item_texts, s.history_of(i), candidates[i].tolist(),
+                            hybrid)
         for i in range(n)
     ]
     return prompts, candidates, s.targets[:n]
@@ -132,10 +134,18 @@ def llm_scores(run: Run, split: str, layout: Layout, hybrid: bool, batch_size: i
     prompts, candidates = [prompts[i] for i in mine], candidates[mine]
     titles = _candidate_titles(run, candidates)
     base = candidate_scores(_cpu_encoder(run), run.data, split, layout.candidates)[mine]
+    s = run.data.splits[split]
+    cold, content = candidate_signals(run.model.signals, s.history[mine], s.lengths[mine],
+                                      candidates)
     objective = run.model.objective
+
+    def signals(sl: slice) -> dict[str, torch.Tensor]:
+        return {} if cold is None else {"cold": torch.from_numpy(cold[sl]),
+                                        "content": torch.from_numpy(content[sl])}
+
     with scoring_autocast(run.model, run.config.precision):
         scores = [objective.score(run.model, prompts[sl], titles[sl],
-                                  torch.from_numpy(base[sl])).float().numpy()
+                                  torch.from_numpy(base[sl]), **signals(sl)).float().numpy()
                   for sl in _batches(len(prompts), batch_size, label,
                                      show_progress and rank == 0)]
     return gather_rows(np.concatenate(scores) if scores
@@ -193,8 +203,11 @@ def _evaluate(run: Run, split: str, mode: str, *, batch_size: int, limit: int | 
               show_progress: bool, candidates: str, shortlist: int) -> Evaluation:
     if mode not in MODES:
         raise LlaraKitError(f"Unknown evaluation mode {mode!r}. Available: {', '.join(MODES)}.")
-    if split not in ("valid", "test"):
-        raise LlaraKitError(f"Evaluate on 'valid' or 'test', not {split!r}.")
+    if split not in run.data.splits or split == "train":
+        available = [name for name in EVALUATION_SPLITS if name in run.data.splits]
+        raise LlaraKitError(f"Evaluate on one of {', '.join(available)}, not {split!r}"
+                            + (" (the new-item splits need data prepared with --new-items)"
+                               if split in EVALUATION_SPLITS else "") + ".")
     if candidates not in CANDIDATE_SOURCES:
         raise LlaraKitError(f"Unknown candidate source {candidates!r}; use one of: "
                             f"{', '.join(CANDIDATE_SOURCES)}.")
@@ -293,7 +306,8 @@ def evaluate_retrieved(run: Run, split: str, mode: str, *, batch_size: int,
     n = len(s) if limit is None else min(limit, len(s))
     hybrid = run.hybrid if hybrid is None else hybrid
     found = shortlists(_cpu_encoder(run), run.data, split, size, np.arange(n))
-    rng = np.random.default_rng([run.config.seed, _RETRIEVED_ORDER, SPLITS.index(split)])
+    rng = np.random.default_rng([run.config.seed, _RETRIEVED_ORDER,
+                                 EVALUATION_SPLITS.index(split) + 1])
     lists = shuffled(found.items, rng)  # (n, K)
     run.model.eval()
     scores = llm_scores(run, split, Layout(0, 0, lists), hybrid, batch_size,

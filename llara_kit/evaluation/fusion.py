@@ -18,7 +18,13 @@ from llara_kit.encoders.ranking import candidate_scores
 from llara_kit.encoders.shortlists import list_ranks
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluation.evaluate import Evaluation
-from llara_kit.metrics import CANDIDATE_METRICS, per_sample, retrieved_metrics, summarise
+from llara_kit.metrics import (
+    CANDIDATE_METRICS,
+    paired_difference,
+    per_sample,
+    retrieved_metrics,
+    summarise,
+)
 from llara_kit.run import Run
 from llara_kit.run_folder import record_metrics
 
@@ -52,6 +58,22 @@ def choose_lambda(llm: np.ndarray, encoder: np.ndarray, candidates: np.ndarray,
         if best_key is None or values > best_key:
             best, best_key = lam, values
     return best, {_label(lam): table[_label(lam)] for lam in LAMBDAS}
+
+
+def supported_lambda(llm: np.ndarray, encoder: np.ndarray, candidates: np.ndarray,
+                     targets: np.ndarray, key: tuple[str, ...]
+                     ) -> tuple[float, dict[str, float], dict[str, float] | None]:
+    """``choose_lambda`` with ties to the encoder, and a lambda other than inf kept only when
+    its gain in ``key[0]`` over the encoder alone on these samples has a paired 95% interval
+    above 0 (else inf: a tie is the encoder's, which is cheaper): (lambda, table, the gain
+    with its interval and p, or None when the encoder won outright)."""
+    lam, table = choose_lambda(llm, encoder, candidates, targets, key, ties_to_encoder=True)
+    if math.isinf(lam):
+        return lam, table, None
+    ours, theirs = (per_sample(list_ranks(fuse(llm, encoder, x), candidates, targets), key[0])
+                    for x in (lam, math.inf))
+    gain = paired_difference(ours, theirs, binary=bool(np.isin(ours, (0, 1)).all()))
+    return (lam if gain["low"] > 0 else math.inf), table, gain | {"metric": key[0]}
 
 
 def _label(lam: float) -> str:
@@ -90,30 +112,36 @@ def evaluate_fusion(run: Run, valid: Evaluation, test: Evaluation, record: bool 
                     ) -> Fusion:
     """Choose lambda on the valid samples scored (all, or the first n of a --limit run),
     score the fused ranking of every test sample's candidates (those ``test`` ranked: the
-    stored ones, or the encoder's shortlists, where lambda is chosen on NDCG@10 first and
-    the encoder alone wins ties: ``recommend`` uses this choice); recorded as
-    ``fused_method(test.method)``."""
+    stored ones, or the encoder's shortlists, where lambda is chosen on NDCG@10 first, the
+    encoder alone wins ties and any other lambda must beat it on valid with a paired 95%
+    interval above 0, else the encoder alone is chosen: ``recommend`` uses this choice);
+    recorded as ``fused_method(test.method)``."""
     encoder = copy.deepcopy(run.model.encoder).cpu()  # the run's model may sit on a GPU
     method = test.method
     retrieved = method.endswith("retrieved")
     key = ("NDCG@10", "HR@1") if retrieved else ("HR@1", "NDCG@10")
     valid, test = _scored(valid, run, every=False), _scored(test, run, every=True)
-    lam, table = choose_lambda(
-        valid.scores, candidate_scores(encoder, run.data, "valid", valid.candidates),
-        valid.candidates, valid.targets, key, ties_to_encoder=retrieved)
+    on_valid = (valid.scores, candidate_scores(encoder, run.data, valid.split, valid.candidates),
+                valid.candidates, valid.targets, key)
+    if retrieved:
+        lam, table, gain = supported_lambda(*on_valid)
+    else:
+        (lam, table), gain = choose_lambda(*on_valid), None
     cands, targets = test.candidates, test.targets
-    fused = fuse(test.scores, candidate_scores(encoder, run.data, "test", cands), lam)
+    fused = fuse(test.scores, candidate_scores(encoder, run.data, test.split, cands), lam)
     ranks = list_ranks(fused, cands, targets)
     metrics = summarise(ranks, retrieved_metrics(cands.shape[1]) if retrieved
                         else CANDIDATE_METRICS)
     info = {"mode": "score", "of": method, "lambda": _label(lam),
             f"valid_{key[0]}": table, "valid_samples": len(valid.scores),
             "samples": len(test.scores)}
+    if gain is not None:
+        info["valid_gain"] = gain
     if record:
         rows = [{"ranking": cands[i][np.argsort(-fused[i], kind="stable")].tolist(),
                  "hit": bool(ranks[i] == 0), "target": int(targets[i]),
                  "candidates": cands[i].tolist()}
                 for i in range(len(cands))]
-        main_writes(lambda: record_metrics(run.path, "test", fused_method(method), metrics,
+        main_writes(lambda: record_metrics(run.path, test.split, fused_method(method), metrics,
                                            info, rows))
     return Fusion(method, _label(lam), key[0], table, metrics)

@@ -2,7 +2,8 @@
 
 The second stage is what the run's whole-catalogue evaluation chose on valid (the fusion
 weight of ``evaluate --candidates retrieved``): the LLM's order, the LLM fused with its
-encoder, or, when the LLM did not beat the encoder there, the encoder's own order."""
+encoder, or, when the LLM did not beat the encoder there with a paired 95% interval above 0,
+the encoder's own order."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from llara_kit.devices import scoring_autocast
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluation.evaluate import normalise
 from llara_kit.evaluation.fusion import fuse, fused_method
+from llara_kit.model.new_items import candidate_signals
 from llara_kit.run import Run, load_run
 from llara_kit.run_folder import has_metrics, load_metrics
 
@@ -27,10 +29,12 @@ def second_stage(lam: str | None) -> str:
         return ("the LLM's order (not checked against the encoder on valid: run `llara-kit "
                 "evaluate RUN --candidates retrieved`)")
     if lam == "inf":
-        return "the encoder's order: the LLM did not beat it on valid, so it is not used"
+        return ("the encoder's order: the LLM did not beat it on valid with a paired 95% "
+                "interval above 0, so it is not used")
     if lam == "0":
-        return "the LLM's order (it beat the encoder on valid)"
-    return f"the LLM fused with the encoder (weight λ={lam}, chosen on valid)"
+        return "the LLM's order (it beat the encoder on valid, paired 95% interval above 0)"
+    return (f"the LLM fused with the encoder (weight λ={lam}, chosen on valid, where it beat "
+            "the encoder with a paired 95% interval above 0)")
 
 
 def chosen_lambda(run_dir) -> str | None:
@@ -46,6 +50,7 @@ class Recommendation:
     item: str  # raw item id as in the data set
     title: str
     score: float  # the second stage's score (see ``Recommender.stage``); higher wins
+    new: bool = False  # held out as new by the run's data: scored from its text
 
 
 class Recommender:
@@ -98,15 +103,19 @@ class Recommender:
         if self.fusion == "inf":
             scores = base[0]
         else:
-            prompt = run.template.render(data.titles, hist, cands, self.hybrid)
+            prompt = run.template.render(data.item_texts, hist, cands, self.hybrid)
+            cold, content = candidate_signals(run.model.signals, np.array([hist]),
+                                              np.array([len(hist)]), np.array([cands]))
+            signals = {} if cold is None else {"cold": torch.from_numpy(cold),
+                                               "content": torch.from_numpy(content)}
             with scoring_autocast(run.model, run.config.precision):
                 llm = run.model.eval().objective.score(
                     run.model, [prompt], [[data.titles[c] for c in cands]],
-                    torch.from_numpy(base)).float().numpy()  # (1, C)
+                    torch.from_numpy(base), **signals).float().numpy()  # (1, C)
             scores = llm[0] if self.fusion is None else fuse(llm, base, float(self.fusion))[0]
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [Recommendation(data.raw_item_ids[cands[i]], data.titles[cands[i]],
-                               float(scores[i])) for i in order]
+                               float(scores[i]), bool(data.is_new[cands[i]])) for i in order]
 
     @torch.no_grad()
     def encoder_scores(self, history: list[int]) -> torch.Tensor:

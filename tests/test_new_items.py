@@ -1,0 +1,280 @@
+"""New items: the held-out protocol, item attributes and texts, text-imputed embeddings, the
+content baselines, cold candidates in the prompt, item dropout, and the new-item splits in
+evaluate and compare (MovieLens-100K for the protocol; tiny Llama on cycle data for the
+model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import tiny_llm_folder, train_tiny, write_cycle_files
+
+from llara_kit.cli import cli
+from llara_kit.data import DataSettings, prepare_data
+from llara_kit.data.settings import NEW_SPLITS
+from llara_kit.encoders.imputation import impute_embeddings, stretched, with_imputed
+from llara_kit.encoders.ranking import attribute_vectors, content_scorer
+from llara_kit.errors import LlaraKitError
+from llara_kit.evaluation.buckets import sample_buckets
+from llara_kit.evaluation.recommend import Recommender
+from llara_kit.model.batching import collate
+from llara_kit.model.item_text import describe, item_texts
+from llara_kit.model.llm import load_tokenizer
+from llara_kit.model.new_items import ItemSignals
+from llara_kit.run import load_run, run_encoder
+from llara_kit.run_folder import load_metrics, read_config
+from llara_kit.training.train import Trainer
+
+NEW = DataSettings(protocol="loo", new_items=0.2)
+
+
+@pytest.fixture(scope="module")
+def movielens(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ml")
+    return (prepare_data("ml-100k", {}, NEW, home=home)[0],
+            prepare_data("ml-100k", {}, DataSettings(protocol="loo"), home=home)[0])
+
+
+def test_no_new_item_reaches_what_trains(movielens):
+    data, _ = movielens
+    new = data.is_new
+    assert new.sum() == round(0.2 * data.n_items)
+    train = data.splits["train"]
+    assert not new[train.targets].any() and not new[train.history].any()
+    assert not new[data.training_interactions()].any()  # what the encoder's popularity counts
+    assert not new[data.train_candidates(0)].any() and not new[data.train_candidates(1)].any()
+    for split in ("valid", "test"):
+        assert not new[data.splits[split].targets].any()
+        assert not new[data.splits[split].history].any()  # histories lose their new items
+
+
+def test_new_item_splits_hold_the_new_targets(movielens):
+    data, warm = movielens
+    for split in NEW_SPLITS:
+        s = data.splits[split]
+        assert len(s) > 100 and new_only(data, s.targets)
+        assert not data.is_new[s.history].any() and (s.lengths >= 1).all()
+        assert (s.candidates == s.targets[:, None]).sum(1).tolist() == [1] * len(s)
+        seen = data.seen_before(split)
+        for i in range(len(s)):  # never an item the user saw before
+            assert not np.isin(np.delete(s.candidates[i], s.target_positions()[i]),
+                               seen[i]).any()
+            assert data.sequences[s.users[i]][len(seen[i])] == s.targets[i]
+        if split.endswith("-only"):
+            assert new_only(data, s.candidates)
+        else:
+            assert 0.1 < data.is_new[s.candidates].mean() < 0.5  # 19 random of all items
+    # every loo user is in valid or valid-new, test or test-new
+    for split in ("valid", "test"):
+        users = np.concatenate([data.splits[split].users, data.splits[f"{split}-new"].users])
+        assert sorted(users.tolist()) == list(range(warm.manifest["counts"]["users"]))
+    counts = data.manifest["counts"]
+    assert counts["new_items"] == data.is_new.sum()
+    assert counts["test-new_samples"] == len(data.splits["test-new"])
+
+
+def new_only(data, items):
+    return bool(data.is_new[items].all())
+
+
+def test_without_new_items_the_data_and_its_hash_are_unchanged(movielens):
+    _, warm = movielens
+    assert "new_items" not in warm.settings.to_dict()
+    assert not warm.has_new_items and set(warm.splits) == {"train", "valid", "test"}
+    # the hash recorded by runs before new items existed (docs/results.md)
+    assert warm.hash.startswith("560d5e8646ee4e8d")
+
+
+def test_latest_items_are_those_first_seen_last(tmp_path):
+    folder = write_cycle_files(tmp_path / "cycle", n_items=60)
+    data = prepare_data("csv", {"data_dir": folder},
+                        DataSettings(history=5, candidates=5, new_items=0.2,
+                                     new_items_by="latest"), home=tmp_path)[0]
+    first = {}
+    for seq in data.sequences:
+        for t, item in enumerate(seq):
+            first[item] = min(first.get(item, 99), t)  # timestamps are positions here
+    newest = max(first[i] for i in np.flatnonzero(~data.is_new[1:]) + 1)
+    assert all(first[i] >= newest for i in np.flatnonzero(data.is_new))
+
+
+def test_bad_new_item_settings_say_what_to_do(tmp_path):
+    with pytest.raises(LlaraKitError, match="new_items=1.5 must be a share"):
+        DataSettings(new_items=1.5)
+    with pytest.raises(LlaraKitError, match="Unknown new_items_by 'oldest'"):
+        DataSettings(new_items=0.2, new_items_by="oldest")
+    folder = write_cycle_files(tmp_path / "cycle")  # 30 items: 6 new, too few for 9 negatives
+    with pytest.raises(LlaraKitError, match="among the new items; lower candidates or raise"):
+        prepare_data("csv", {"data_dir": folder},
+                     DataSettings(history=5, candidates=10, protocol="loo", new_items=0.2),
+                     home=tmp_path)
+
+
+def test_attributes_are_read_and_rendered(movielens, tmp_path):
+    data, _ = movielens
+    assert data.attributes[1] == ["Animation", "Children's", "Comedy"]
+    folder = write_cycle_files(tmp_path / "cycle")
+    (folder / "items.csv").write_text("item,title,tags\n" + "".join(
+        f'i{i},Item {i},"a{i % 3}|b |a{i % 3}"\n' for i in range(30)))
+    csv = prepare_data("csv", {"data_dir": folder, "attributes_col": "tags"},
+                       DataSettings(history=5, candidates=5), home=tmp_path)[0]
+    assert csv.attributes[1] in (["a0", "b"], ["a1", "b"], ["a2", "b"])  # split, blanks gone
+    assert describe("Toy Story", 1995, ["Animation", "Comedy"]) == \
+        "Toy Story (1995; Animation, Comedy)"
+    assert describe("Heat", None, []) == "Heat"
+    tokenizer = load_tokenizer(str(tiny_llm_folder(tmp_path / "tiny")))
+    texts = item_texts(data.titles, data.years, data.attributes, tokenizer, 3)
+    assert texts[1] == "Toy Story (1995; Animation)"  # whole attributes while they fit
+    assert item_texts(data.titles, data.years, data.attributes, tokenizer, 0)[1] == \
+        "Toy Story (1995; Animation, Children's, Comedy)"
+
+
+def test_imputation_is_out_of_fold_for_trained_items():
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(201, 12)).astype(np.float32)
+    table = (text @ rng.normal(size=(12, 4))).astype(np.float32)  # a linear map to learn
+    trained = np.ones(201, dtype=bool)
+    trained[0] = trained[150:] = False
+    imputed = impute_embeddings(text, table, trained, seed=0)
+    assert np.abs(imputed[150:] - table[150:]).max() < 0.05  # the map is recovered
+    assert not np.allclose(imputed[1:150], table[1:150], atol=1e-6)  # out of fold: not itself
+    assert np.abs(imputed[1:150] - table[1:150]).max() < 0.1
+    wider = stretched(imputed, table, trained, 2.0)
+    mean = table[trained].mean(0)
+    assert np.allclose(wider[160] - mean, 2 * (imputed[160] - mean), atol=1e-5)
+    with pytest.raises(LlaraKitError, match="Only 3 items have a training history"):
+        impute_embeddings(text, table, np.arange(201) < 4, seed=0)
+
+
+def test_content_scores_are_cosines_with_the_history_mean():
+    vectors = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    scorer = content_scorer(vectors, centre=False)
+    scores = scorer(torch.tensor([[1, 0], [1, 2]]), torch.tensor([1, 2]))
+    assert scores[0, 1:].tolist() == pytest.approx([1.0, 0.0, 2 ** -0.5])
+    assert scores[1, 1:].tolist() == pytest.approx([0.5, 0.5, 2 ** -0.5])
+    assert scores[:, 0].isinf().all()
+    genres = attribute_vectors([[], ["a"], ["a", "b"], ["b"]])
+    assert genres.tolist() == [[0, 0], [1, 0], [1, 1], [0, 1]]
+
+
+@pytest.fixture(scope="module")
+def new_dir(tmp_path_factory):
+    """The tiny Llama with new items held out, item dropout and the content base."""
+    root = tmp_path_factory.mktemp("new")
+    return train_tiny(root, "run", n_items=120, new_items=0.3, item_dropout=0.5, content_base=True,
+                      objective_options={"residual": True})
+
+
+def test_the_encoder_scores_new_items_by_their_imputed_embeddings(new_dir):
+    run = load_run(new_dir)
+    signals = ItemSignals.load(new_dir)
+    new = run.data.is_new
+    weight = run.model.encoder.item_embedding.weight.detach().numpy()
+    assert np.allclose(weight[new], signals.imputed[new])
+    trained = run_encoder(new_dir).item_embedding.weight.detach().numpy()  # as pre-trained
+    assert np.allclose(weight[~new], trained[~new]) and not np.allclose(weight[new], trained[new])
+    unchanged = with_imputed(run.model.encoder, signals.imputed, np.zeros_like(new))
+    assert np.allclose(unchanged.item_embedding.weight.detach().numpy(), weight)
+
+
+def test_cold_candidates_show_their_imputed_embedding_and_a_marker(new_dir):
+    run = load_run(new_dir)
+    model, data = run.model, run.data
+    s = data.splits["test"]
+    cands = s.candidates[:2]
+    prompts = [run.template.render(data.item_texts, s.history_of(i), cands[i].tolist(), True)
+               for i in range(2)]
+    cold = np.zeros(cands.shape, dtype=bool)
+    cold[0, 0] = True
+    warm = collate(model, prompts, [None, None], base_scores=np.zeros(cands.shape),
+                   cold=np.zeros_like(cold), content=np.zeros(cands.shape))
+    marked = collate(model, prompts, [None, None], base_scores=np.zeros(cands.shape),
+                     cold=cold, content=np.zeros(cands.shape))
+    with torch.no_grad():
+        a, b = model.behaviour_vectors(warm), model.behaviour_vectors(marked)
+    changed = (a != b).any(1).nonzero().squeeze(1).tolist()
+    first_candidate = int(marked.item_is_candidate.nonzero()[0])
+    assert changed == [first_candidate]  # only the cold candidate's token
+    projected = model.projector(torch.from_numpy(ItemSignals.load(new_dir).imputed)[
+        marked.item_ids[first_candidate]]) + model.cold_marker.weight[:, 0]
+    # the encoder's score (0 here) adds nothing to the user-conditioned token
+    assert torch.allclose(b[first_candidate], projected, atol=1e-5)
+
+
+def test_item_dropout_shows_its_share_of_candidates_as_new(new_dir, monkeypatch):
+    cfg = read_config(new_dir)
+    assert cfg.item_dropout == 0.5
+    run = load_run(new_dir)
+    trainer = Trainer.__new__(Trainer)  # only its candidate scoring is used
+    trainer.cfg, trainer.data, trainer.model = cfg, run.data, run.model
+    n = len(run.data.splits["train"])
+    idx = np.arange(min(n, 64))
+    cands = run.data.train_candidates(0)[idx]
+    monkeypatch.setattr(Trainer, "global_micro_batch", lambda self, g: idx)
+
+    class Lists:
+        def base_scores(self, data, idx, cands):
+            return np.zeros(cands.shape, dtype=np.float32)
+
+    trainer.lists = Lists()
+    base, cold, content = trainer.candidate_scores(0, idx, cands, slice(None))
+    assert 0.4 < cold.mean() < 0.6  # the share asked for; no candidate is new in training
+    assert (base[~cold] == 0).all() and (base[cold] != 0).any()  # cold: imputed scores
+    assert content.shape == cands.shape and np.isfinite(content).all()
+
+
+def test_new_item_splits_in_evaluate_and_compare(new_dir):
+    runner = CliRunner()
+    for split in ("test-new", "test-new-only"):
+        result = runner.invoke(cli, ["evaluate", str(new_dir), "--split", split, "--json"])
+        assert result.exit_code == 0, result.output
+    stored = load_metrics(new_dir)
+    assert "fused" in stored["test-new"] and "score" in stored["valid-new"]
+    result = runner.invoke(cli, ["compare", str(new_dir), "--split", "test-new",
+                                 "--against", "sasrec alone", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {"popularity", "sasrec alone", "sasrec, new items imputed from text",
+            "frozen LLM text similarity"} <= set(rows)
+    assert rows["popularity"]["HR@1"]["value"] == 0.0  # a new item has no count
+    bad = runner.invoke(cli, ["evaluate", str(new_dir), "--split", "valid-new-onl"])
+    assert bad.exit_code == 2
+
+
+def test_new_item_splits_need_new_item_data(tmp_path):
+    run = train_tiny(tmp_path, "plain")
+    result = CliRunner().invoke(cli, ["evaluate", str(run), "--split", "test-new"])
+    assert result.exit_code == 1
+    assert "need data prepared with --new-items" in result.output
+
+
+def test_new_targets_have_their_own_popularity_bucket(movielens):
+    data, _ = movielens
+    for split, expected in (("test-new", {"new items"}), ("test", None)):
+        order, labels = sample_buckets(data, split)["target popularity"]
+        assert order[0] == "new items"
+        if expected:
+            assert set(labels) == expected
+        else:
+            assert "new items" not in labels and "0-4 interactions" in labels
+
+
+def test_recommend_marks_new_items_and_can_rank_them(new_dir):
+    rec = Recommender.from_run(new_dir)
+    data = rec.run.data
+    new, warm = np.flatnonzero(data.is_new)[:2], np.flatnonzero(~data.is_new[1:])[:4] + 1
+    history = [data.titles[i] for i in warm[:3]]
+    out = rec.recommend(history, [data.raw_item_ids[i] for i in [*new, warm[3]]], top_k=3)
+    assert sorted(r.new for r in out) == [False, True, True]
+    assert all(r.new == bool(data.is_new[rec.item_id(r.item)]) for r in out)
+    # the shortlist over the catalogue scores new items by their imputed embeddings
+    ids = [rec.item_id(h) for h in history]
+    encoder = rec.run.model.encoder
+    with torch.no_grad():
+        state = encoder.encode(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
+    imputed = torch.from_numpy(ItemSignals.load(new_dir).imputed[new]) @ state
+    assert torch.allclose(rec.encoder_scores(ids)[new], imputed, atol=1e-5)
