@@ -1,0 +1,127 @@
+"""Benchmark: does the LLM stage rank new items (never trained on) better than every cheaper
+baseline, without costing warm users anything?
+
+    .venv/bin/python examples/benchmarks/new_items.py run [--out runs/new] [--points NAME...]
+    .venv/bin/python examples/benchmarks/new_items.py report [--out runs/new] [--test NAME]
+
+``run`` trains each point (MovieLens-100K ``loo``, ``--new-items 0.2``, SmolLM2-135M, the
+default budget of 256 samples) and scores it on valid-new, valid-new-only (every new-item
+valid user) and the first 300 warm valid users; a finished point is skipped. ``report``
+prints, per split, every point next to the baselines ``compare`` gives (popularity, SASRec
+alone, SASRec with text-imputed new items, the frozen LLM's text similarity, genre overlap)
+with paired differences to the best baseline, and each point's head-off ablation (its
+learned base alone: what the LLM's hidden states add). ``--test NAME`` scores that point
+(chosen on valid) on test, test-new and test-new-only once and adds those tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from llara_kit.config import TrainConfig
+from llara_kit.evaluation.compare import add_paired, comparison
+from llara_kit.evaluation.evaluate import evaluate
+from llara_kit.metrics import mean_with_interval
+from llara_kit.render import markdown
+from llara_kit.run import load_prepared, load_run
+from llara_kit.run_folder import load_metrics, read_config
+from llara_kit.storage import write_json
+from llara_kit.training.train import train
+
+BASE = {"protocol": "loo", "new_items": 0.2}
+POINTS = {  # name -> settings over the defaults, in the order they run
+    "full-s0": {"item_dropout": 0.2, "content_base": True, "item_text": "attributes"},
+    "content-s0": {"item_dropout": 0.2, "content_base": True},
+    "plain-s0": {},
+    "dropout-s0": {"item_dropout": 0.2},
+    "full-s1": {"item_dropout": 0.2, "content_base": True, "item_text": "attributes",
+                "seed": 1},
+}
+WARM_USERS = 300  # warm valid users scored (the quality grid's convention)
+BASELINES = ("sasrec, new items imputed from text", "frozen LLM text similarity",
+             "attribute overlap (no LLM)", "sasrec alone", "popularity")
+
+
+def run_point(name: str, out: Path) -> None:
+    folder = out / name
+    if (folder / "valid-done.json").is_file():
+        return
+    if not (folder / "summary.json").is_file():
+        if folder.exists():  # an interrupted point starts again
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+        train(TrainConfig(**(BASE | POINTS[name])), folder, show_progress=False)
+    run = load_run(folder)
+    seconds = {}
+    for split in ("valid-new", "valid-new-only", "valid"):
+        if split not in load_metrics(folder):
+            started = time.perf_counter()
+            evaluate(run, split, batch_size=8, show_progress=False,
+                     limit=WARM_USERS if split == "valid" else None)
+            seconds[split] = round(time.perf_counter() - started, 1)
+    write_json(folder / "valid-done.json", {"eval_seconds": seconds,
+                                            "threads": torch.get_num_threads()})
+    print(f"{name}: scored on valid ({seconds})", flush=True)
+
+
+def head_off(folder: Path, split: str, limit: int | None) -> dict[str, dict]:
+    """The run with its score head zeroed: the learned base alone (alpha times the encoder's
+    score plus the content base), on the split's stored candidates."""
+    run = load_run(folder)
+    model = copy.deepcopy(run.model)
+    torch.nn.init.zeros_(model.objective.head.weight)
+    torch.nn.init.zeros_(model.objective.head.bias)
+    result = evaluate(replace(run, model=model), split, batch_size=8, limit=limit, record=False,
+                      show_progress=False)
+    return result.metrics
+
+
+def table(runs: list[Path], split: str, limit: int | None) -> str:
+    """compare's rows on ``split`` (the runs evaluated on the same users), with paired
+    differences to the best baseline by HR@1."""
+    data = load_prepared(read_config(runs[0]))
+    rows = comparison(runs, data, split)
+    n = limit or len(data.splits[split])
+    for row in rows.values():  # baselines score every user, runs the first n: the first n
+        if any(len(v) != n for v in row.values.values()):
+            row.values = {k: v[:n] for k, v in row.values.items()}
+            row.metrics = {k: mean_with_interval(v) for k, v in row.values.items()}
+    best = max((b for b in BASELINES if b in rows), key=lambda b: rows[b].values["HR@1"].mean())
+    return markdown(rows, add_paired(rows, best), split, "score", data, best)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--out", type=Path, default=Path("runs/new"))
+    parser.add_argument("--points", nargs="*", default=list(POINTS))
+    parser.add_argument("--test", default=None, help="the point chosen on valid: score test")
+    args = parser.parse_args()
+    if args.command == "run":
+        for name in args.points:
+            run_point(name, args.out)
+        return
+    runs = [args.out / p for p in args.points if (args.out / p / "valid-done.json").is_file()]
+    for split, limit in (("valid-new", None), ("valid-new-only", None), ("valid", WARM_USERS)):
+        print(f"\n### {split}\n\n{table(runs, split, limit)}")
+        for run in runs:
+            m = head_off(run, split, limit)
+            print(f"{run.name} with its head off: HR@1 {m['HR@1']['value']:.3f} "
+                  f"[{m['HR@1']['low']:.3f}, {m['HR@1']['high']:.3f}]")
+    if args.test:
+        chosen = args.out / args.test
+        run = load_run(chosen)
+        for split in ("test-new", "test-new-only", "test"):
+            if split not in load_metrics(chosen):
+                evaluate(run, split, batch_size=8, show_progress=False)
+            print(f"\n### {split} (scored once)\n\n{table([chosen], split, None)}")
+
+
+if __name__ == "__main__":
+    main()
