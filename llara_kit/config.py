@@ -106,7 +106,8 @@ class TrainConfig:
              "come from their text (as a new item's do), so the LLM learns to rank both.")
     content_base: bool = _f(
         False, "The residual head's base also reads the frozen LLM's history-candidate "
-               "similarity of the item texts, with learned weights for new and warm items.")
+               "similarity of the item texts and cold indicators, its weights fitted on "
+               "training lists before the LLM trains.")
     # data
     dataset: str = _f("ml-100k", "Data-set plugin.")
     data_dir: str | None = _f(None, "Folder of the data set's files.")
@@ -191,6 +192,10 @@ class TrainConfig:
         if not isinstance(self.attribute_tokens, int) or self.attribute_tokens < 0:
             raise LlaraKitError(f"Setting attribute_tokens={self.attribute_tokens!r} must be a "
                                 "whole number >= 0 (0 = all attributes).")
+        if self.content_base and not (self.objective == "head"
+                                      and self.objective_options.get("residual")):
+            raise LlaraKitError("Setting content_base extends the residual head's base; use it "
+                                "with --objective head (residual, the default).")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise LlaraKitError(f"Setting precision={self.precision!r}: use auto, bf16 or fp32.")
 

@@ -98,8 +98,10 @@ def data_table(prepared: PreparedData, reused: bool, titles: TitleCut | None = N
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key in ("users", "items", "interactions", *(f"{s}_{n}" for n in ("users", "samples")
-                                                    for s in ("train", "valid", "test"))):
-        table.add_row(key.replace("_", " "), f"{m['counts'][key]:,}")
+                                                    for s in ("train", "valid", "test")),
+                "new_items", "valid-new_samples", "test-new_samples", "items_with_attributes"):
+        if key in m["counts"]:  # the new-item counts with --new-items only
+            table.add_row(key.replace("_", " "), f"{m['counts'][key]:,}")
     for reason, count in m["skipped"].items():
         table.add_row(f"skipped: {reason}", f"[yellow]{count:,}[/]")
     for file, columns in m.get("columns", {}).items():

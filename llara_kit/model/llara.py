@@ -12,7 +12,7 @@ from torch import nn
 from llara_kit.encoders import Encoder
 from llara_kit.encoders.imputation import with_imputed
 from llara_kit.model.batching import Batch, Vocabulary
-from llara_kit.model.new_items import ItemSignals
+from llara_kit.model.new_items import ItemSignals, content_features
 
 
 class LlaraModel(nn.Module):
@@ -39,7 +39,7 @@ class LlaraModel(nn.Module):
         if content_base:
             if signals is None:
                 raise ValueError("content_base needs item signals")
-            # weights of [content, cold * content, cold, cold * encoder score]: 0 at first
+            # weights of content_features: 0 until the trainer fits them (training/base_fit.py)
             self.content_weights = nn.Linear(4, 1, bias=False)
             nn.init.zeros_(self.content_weights.weight)
         self.projector = projector
@@ -89,9 +89,8 @@ class LlaraModel(nn.Module):
         """The learned content part of a residual head's base: (B, C), or 0 without it."""
         if self.content_weights is None:
             return 0.0
-        cold = batch.cold.float()  # (B, C)
-        content, encoder = batch.content_scores, self.encoder_scores(batch)
-        features = torch.stack([content, cold * content, cold, cold * encoder], -1)  # (B, C, 4)
+        features = content_features(self.encoder_scores(batch), batch.cold,
+                                    batch.content_scores)  # (B, C, 4)
         return self.content_weights(features.to(self.content_weights.weight.dtype)
                                     ).squeeze(-1).float()
 

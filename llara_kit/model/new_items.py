@@ -108,6 +108,15 @@ def _valid_hits(encoder: Encoder, imputed: np.ndarray, data: PreparedData) -> in
     return hits
 
 
+def content_features(encoder: torch.Tensor, cold: torch.Tensor, content: torch.Tensor
+                     ) -> torch.Tensor:
+    """(..., 4) what the content base weighs, from (...) encoder scores, cold flags and
+    content scores: the content score, the same for cold candidates only, a cold constant
+    and the encoder score of cold candidates."""
+    cold = cold.to(content.dtype)
+    return torch.stack([content, cold * content, cold, cold * encoder.to(content.dtype)], -1)
+
+
 def candidate_signals(signals: ItemSignals | None, history: np.ndarray, lengths: np.ndarray,
                       candidates: np.ndarray, dropped: np.ndarray | None = None
                       ) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -53,10 +53,11 @@ from llara_kit.run import (
     save_trainable,
 )
 from llara_kit.storage import complete_dir, staged_dir
+from llara_kit.training.base_fit import FIT_SAMPLES, fit_base
 from llara_kit.training.lists import training_lists
 
 # Streams of the seed's generator family (see data/protocol.py for the data's own streams).
-_SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST, _DROPOUT = 101, 102, 103, 104, 105, 106
+_SUBSET, _ORDER, _HYBRID, _PHRASING, _SHORTLIST, _DROPOUT, _BASE_FIT = range(101, 108)
 # Train samples of the default CPU run: ~9 minutes at ~0.47 samples/s (2 AVX2 cores, fp32;
 # examples/benchmarks/quality.py chose the objective and form at this budget).
 CPU_SUBSET = 256
@@ -132,6 +133,8 @@ class Trainer:
                                         self.show_progress)
         self.data, self.model = self.assembled.data, self.assembled.model.to(self.device)
         self.console.print(describe(self.assembled.encoder_choice), soft_wrap=True, markup=False)
+        if self.model.content_weights is not None:
+            self.fit_content_base()
         if self.lists.mined is not None:
             self.console.print(
                 f"training lists: {cfg.negatives}; the target is in {self.lists.recall():.1%} "
@@ -236,29 +239,48 @@ class Trainer:
             for i, c, h, ph in zip(idx, cands, hybrid, phrasing, strict=True)
         ]
         answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
-        base, cold, content = self.candidate_scores(g, idx, cands, mine)
+        dropped = (_rng(self.cfg, _DROPOUT, g).random((len(self.global_micro_batch(g)),
+                                                        cands.shape[1]))
+                   < self.cfg.item_dropout)[mine]  # drawn for the whole micro-batch
+        base, cold, content = self.candidate_scores(idx, cands, dropped)
         return collate(self.model, prompts, answers, target_positions(cands, targets).tolist(),
                        base_scores=base, cold=cold, content=content).to(self.device)
 
-    def candidate_scores(self, g: int, idx: np.ndarray, cands: np.ndarray, mine: slice
+    def candidate_scores(self, idx: np.ndarray, cands: np.ndarray, dropped: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """The encoder scores (B, C) of this rank's samples ``idx`` and their candidates
-        ``cands``, and with item signals which candidates are shown as new and their content
-        scores: item dropout (drawn for the whole micro-batch ``g``) shows a candidate as new,
-        its encoder score then the imputed embedding's (the run's encoder's user state)."""
+        """The encoder scores (B, C) of train samples ``idx`` and their candidates ``cands``,
+        and with item signals which candidates are shown as new and their content scores:
+        ``dropped`` (B, C) shows a candidate as new (item dropout), its encoder score then the
+        imputed embedding's (the run's encoder's user state)."""
         base = self.lists.base_scores(self.data, idx, cands)
         signals = self.model.signals
         if signals is None:
             return base, None, None
         train = self.data.splits["train"]
         history, lengths = train.history[idx], train.lengths[idx]
-        shape = (len(self.global_micro_batch(g)), cands.shape[1])
-        dropped = (_rng(self.cfg, _DROPOUT, g).random(shape) < self.cfg.item_dropout)[mine]
         if dropped.any():
             imputed = signals.imputed_scores(self.model.encoder, history, lengths, cands)
             base = np.where(dropped, imputed, base).astype(np.float32)
         cold, content = candidate_signals(signals, history, lengths, cands, dropped)
         return base, cold, content
+
+    def fit_content_base(self) -> None:
+        """Start the residual base's weights at their fit on training lists (base_fit.py)."""
+        n = len(self.data.splits["train"])
+        rng = _rng(self.cfg, _BASE_FIT)
+        idx = np.sort(rng.choice(n, size=min(FIT_SAMPLES, n), replace=False))
+        cands = self.data.train_candidates(0)[idx]
+        dropped = rng.random(cands.shape) < self.cfg.item_dropout
+        base, cold, content = self.candidate_scores(idx, cands, dropped)
+        targets = self.data.splits["train"].targets[idx]
+        alpha, weights = fit_base(base, cold, content, target_positions(cands, targets))
+        with torch.no_grad():
+            self.model.objective.alpha.fill_(alpha)
+            self.model.content_weights.weight.copy_(torch.from_numpy(weights)[None])
+        self.console.print(
+            f"content base fitted on {len(idx):,} training lists: encoder {alpha:.3f}, content "
+            f"{weights[0]:.3f}, content if cold {weights[1]:.3f}, cold {weights[2]:.3f}, "
+            f"encoder if cold {weights[3]:.3f}", soft_wrap=True, markup=False)
 
     def candidate_lists(self, g: int, p_shortlist: float) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch ``g``'s (B, C) candidate lists and (B,) which are shortlists."""
