@@ -26,7 +26,7 @@ import torch
 from llara_kit.config import TrainConfig
 from llara_kit.data import target_positions
 from llara_kit.encoders.ranking import candidate_scores
-from llara_kit.evaluation.compare import add_paired, comparison
+from llara_kit.evaluation.compare import add_paired, comparison, table_json
 from llara_kit.evaluation.evaluate import evaluate
 from llara_kit.metrics import mean_with_interval, summarise, target_ranks
 from llara_kit.model.new_items import candidate_signals, content_features
@@ -106,7 +106,9 @@ def table(runs: list[Path], split: str, limit: int | None) -> str:
             row.values = {k: v[:n] for k, v in row.values.items()}
             row.metrics = {k: mean_with_interval(v) for k, v in row.values.items()}
     best = max((b for b in BASELINES if b in rows), key=lambda b: rows[b].values["HR@1"].mean())
-    return markdown(rows, add_paired(rows, best), split, "score", data, best)
+    return (f"(Δ: paired difference to {best})\n\n"
+            + markdown(table_json(rows, add_paired(rows, best)),
+                       ["HR@1", "NDCG@10", "ΔHR@1", "ΔNDCG@10"]))
 
 
 def main() -> None:
