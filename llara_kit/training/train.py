@@ -230,18 +230,17 @@ class Trainer:
         cands, short = self.candidate_lists(g, p_shortlist)
         hybrid = _rng(self.cfg, _HYBRID, g).random(len(idx)) < p_hybrid
         phrasing = _rng(self.cfg, _PHRASING, g).integers(0, 1 << 16, size=len(idx))
+        # candidates shown as new (item dropout), (B, C)
+        dropped = _rng(self.cfg, _DROPOUT, g).random(cands.shape) < self.cfg.item_dropout
         mine, _ = my_share(len(idx), self.rank, self.world)
-        idx, targets, cands, hybrid, phrasing = (
-            a[mine] for a in (idx, targets, cands, hybrid, phrasing))
+        idx, targets, cands, hybrid, phrasing, dropped = (
+            a[mine] for a in (idx, targets, cands, hybrid, phrasing, dropped))
         prompts = [
             self.assembled.template.render(self.data.item_texts, train.history_of(i),
                                            c.tolist(), bool(h), int(ph))
             for i, c, h, ph in zip(idx, cands, hybrid, phrasing, strict=True)
         ]
         answers = [self.model.objective.answer(self.data.titles[t]) for t in targets]
-        dropped = (_rng(self.cfg, _DROPOUT, g).random((len(self.global_micro_batch(g)),
-                                                        cands.shape[1]))
-                   < self.cfg.item_dropout)[mine]  # drawn for the whole micro-batch
         base, cold, content = self.candidate_scores(idx, cands, dropped)
         return collate(self.model, prompts, answers, target_positions(cands, targets).tolist(),
                        base_scores=base, cold=cold, content=content).to(self.device)
