@@ -303,7 +303,7 @@ def zero_shot_view(run: Run) -> Run:
     """The same run with the untuned LLM (no LoRA), ranking by title likelihood on text-only
     prompts: the zero-shot baseline."""
     cfg = replace(run.config, objective="title", user_conditioned=False, objective_options={},
-                  schedule="text-only", schedule_options={})
+                  schedule="text-only", schedule_options={}, content_base=False)
     model = untuned_model(cfg.llm, run.model.encoder, run.model.projector,
                           build_component("objective", cfg.objective, run.model.hidden_size))
     device = next(run.model.parameters()).device

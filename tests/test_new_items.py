@@ -228,8 +228,12 @@ def test_new_item_splits_in_evaluate_and_compare(new_dir):
     for split in ("test-new", "test-new-only"):
         result = runner.invoke(cli, ["evaluate", str(new_dir), "--split", split, "--json"])
         assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["evaluate", str(new_dir), "--split", "test-new", "--zero-shot",
+                                 "--limit", "3"])
+    assert result.exit_code == 0, result.output
     stored = load_metrics(new_dir)
     assert "fused" in stored["test-new"] and "score" in stored["valid-new"]
+    assert "zero-shot-score" in stored["test-new"]
     result = runner.invoke(cli, ["compare", str(new_dir), "--split", "test-new",
                                  "--against", "sasrec alone", "--json"])
     assert result.exit_code == 0, result.output
