@@ -29,7 +29,7 @@ from llara_kit.encoders.ranking import candidate_scores
 from llara_kit.evaluation.compare import add_paired, comparison, table_json
 from llara_kit.evaluation.evaluate import evaluate
 from llara_kit.metrics import mean_with_interval, summarise, target_ranks
-from llara_kit.model.new_items import candidate_signals, content_features
+from llara_kit.model.new_items import candidate_signals
 from llara_kit.render import markdown
 from llara_kit.run import load_prepared, load_run
 from llara_kit.run_folder import has_metrics, load_metrics, read_config
@@ -86,11 +86,11 @@ def base_only(folder: Path, split: str, limit: int | None, bonus: float = 0.0
     cands, targets = s.candidates[:n], s.targets[:n]
     encoder = torch.from_numpy(candidate_scores(model.encoder, run.data, split, cands))
     cold, content = candidate_signals(model.signals, s.history[:n], s.lengths[:n], cands)
-    scores = model.objective.alpha.detach() * encoder
-    if model.content_weights is not None:
-        features = content_features(encoder, torch.from_numpy(cold), torch.from_numpy(content))
-        scores = scores + model.content_weights(features.float()).squeeze(-1).detach()
-    scores = scores + bonus * torch.from_numpy(cold)
+    with torch.no_grad():
+        scores = model.objective.alpha * encoder + bonus * torch.from_numpy(cold)
+        if model.content_weights is not None:
+            scores += model.weighted_content(encoder, torch.from_numpy(cold),
+                                             torch.from_numpy(content))
     ranks = target_ranks(scores.numpy(), target_positions(cands, targets))
     return summarise(ranks, ("HR@1", "NDCG@10"))
 

@@ -226,7 +226,8 @@ def build(raw: RawData, settings: DataSettings) -> tuple[dict, list[dict], list[
     }
     new = None
     if settings.new_items:
-        new_ids = protocol.new_item_ids(len(raw_items), _first_seen(raw, item_id), settings)
+        first_seen = _first_seen(raw, item_id) if settings.new_items_by == "latest" else None
+        new_ids = protocol.new_item_ids(len(raw_items), first_seen, settings)
         new = np.zeros(len(raw_items) + 1, dtype=bool)
         new[new_ids] = True
         arrays["new_items"] = new_ids

@@ -18,46 +18,6 @@ from llara_kit.data.settings import NEW_SPLITS, SPLITS, DataSettings
 # Streams of the seed's generator family: one per use, so adding one never shifts another.
 _SPLIT, _VALID, _TEST, _TRAIN, _NEW, _NEW_DRAWS = 0, 1, 2, 3, 4, 5
 
-def new_item_ids(n_items: int, first_seen: np.ndarray, settings: DataSettings) -> np.ndarray:
-    """The sorted ids of the items held out as new: ``new_items`` of them, at random (seeded)
-    or those whose first interaction is latest (``first_seen``: (n_items + 1,) times)."""
-    k = round(settings.new_items * n_items)
-    if settings.new_items_by == "random":
-        order = np.random.default_rng([settings.seed, _NEW]).permutation(n_items) + 1
-    else:
-        order = np.argsort(-first_seen[1:], kind="stable") + 1
-    return np.sort(order[:k])
-
-
-def seen_by_models(sequence: np.ndarray, t: int, new: np.ndarray | None) -> np.ndarray:
-    """The items before position ``t`` that the models may read: new ones (``new``: (n_items
-    + 1,) bool) are cut out."""
-    before = sequence[:t]
-    return before if new is None else before[~new[before]]
-
-
-def partition_rows(rows: list[tuple[int, int]], sequences: list[np.ndarray],
-                   settings: DataSettings, split: str, new: np.ndarray | None
-                   ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], Counter]:
-    """(rows whose target is warm, rows whose target is new, what was dropped and why).
-
-    Without new items every row is warm. With them a training row needs ``min_history`` warm
-    items before its target and a new target is dropped (nothing trains on new items); an
-    evaluation row needs one warm item before its target."""
-    if new is None:
-        return rows, [], Counter()
-    need = settings.min_history if split == "train" else 1
-    warm, cold, dropped = [], [], Counter()
-    for u, t in rows:
-        if len(seen_by_models(sequences[u], t, new)) < need:
-            dropped[f"{split} samples with fewer than {need} warm items before the target"] += 1
-        elif not new[sequences[u][t]]:
-            warm.append((u, t))
-        elif split == "train":
-            dropped["train samples whose target is a new item"] += 1
-        else:
-            cold.append((u, t))
-    return warm, cold, dropped
 HELD_OUT = {"llara": 0, "loo": 2}  # items at the end of every sequence kept out of training
 
 
@@ -128,6 +88,50 @@ def sample_rows(users: np.ndarray, sequences: list[np.ndarray], settings: DataSe
     """(user, target position) of every sample of ``split``, in the samples' order."""
     return [(int(u), t) for u in users
             for t in target_positions(len(sequences[u]), split, settings)]
+
+
+def new_item_ids(n_items: int, first_seen: np.ndarray | None, settings: DataSettings
+                 ) -> np.ndarray:
+    """The sorted ids of the items held out as new: ``new_items`` of them, at random (seeded)
+    or those whose first interaction is latest (``first_seen``: (n_items + 1,) times, needed
+    for ``new_items_by`` "latest" only)."""
+    k = round(settings.new_items * n_items)
+    if settings.new_items_by == "random":
+        order = np.random.default_rng([settings.seed, _NEW]).permutation(n_items) + 1
+    else:
+        order = np.argsort(-first_seen[1:], kind="stable") + 1
+    return np.sort(order[:k])
+
+
+def seen_by_models(sequence: np.ndarray, t: int, new: np.ndarray | None) -> np.ndarray:
+    """The items before position ``t`` that the models may read: new ones (``new``: (n_items
+    + 1,) bool) are cut out."""
+    before = sequence[:t]
+    return before if new is None else before[~new[before]]
+
+
+def partition_rows(rows: list[tuple[int, int]], sequences: list[np.ndarray],
+                   settings: DataSettings, split: str, new: np.ndarray | None
+                   ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], Counter]:
+    """(rows whose target is warm, rows whose target is new, what was dropped and why).
+
+    Without new items every row is warm. With them a training row needs ``min_history`` warm
+    items before its target and a new target is dropped (nothing trains on new items); an
+    evaluation row needs one warm item before its target."""
+    if new is None:
+        return rows, [], Counter()
+    need = settings.min_history if split == "train" else 1
+    warm, cold, dropped = [], [], Counter()
+    for u, t in rows:
+        if len(seen_by_models(sequences[u], t, new)) < need:
+            dropped[f"{split} samples with fewer than {need} warm items before the target"] += 1
+        elif not new[sequences[u][t]]:
+            warm.append((u, t))
+        elif split == "train":
+            dropped["train samples whose target is a new item"] += 1
+        else:
+            cold.append((u, t))
+    return warm, cold, dropped
 
 
 def make_samples(rows: list[tuple[int, int]], sequences: list[np.ndarray],

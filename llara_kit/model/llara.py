@@ -89,8 +89,14 @@ class LlaraModel(nn.Module):
         """The learned content part of a residual head's base: (B, C), or 0 without it."""
         if self.content_weights is None:
             return 0.0
-        features = content_features(self.encoder_scores(batch), batch.cold,
-                                    batch.content_scores)  # (B, C, 4)
+        return self.weighted_content(self.encoder_scores(batch), batch.cold,
+                                     batch.content_scores)
+
+    def weighted_content(self, encoder: torch.Tensor, cold: torch.Tensor,
+                         content: torch.Tensor) -> torch.Tensor:
+        """(B, C) the content weights applied to ``content_features`` of (B, C) encoder
+        scores, cold flags and content scores."""
+        features = content_features(encoder, cold, content)  # (B, C, 4)
         return self.content_weights(features.to(self.content_weights.weight.dtype)
                                     ).squeeze(-1).float()
 
