@@ -111,15 +111,20 @@ def check_template(name: str, **options) -> None:
     """Assert the template contract: ``factory(**options).render(titles, history,
     candidates, hybrid, phrasing)`` gives a ``Prompt`` ending in ``Answer:`` that names every
     item once with one marker each: the behavioural token (hybrid, item ids history then
-    candidates) or the placeholder (text-only)."""
+    candidates) or the placeholder (text-only); ``n_phrasings`` phrasings, repeating after
+    that."""
+    from llara_kit.model.lengths import phrasings_of
     from llara_kit.model.prompts import BEHAVIOUR, PLACEHOLDER, Prompt
 
     template = get_component("template", name).factory(**options)
     titles = ["", "Alpha One", "Beta Two", "Gamma Three", "Delta Four", "Epsilon Five"]
     history, candidates = [1, 2], [3, 4, 5]
-    for phrasing in range(4):
+    n = phrasings_of(template)
+    for phrasing in range(n):
         for hybrid in (True, False):
             prompt = template.render(titles, history, candidates, hybrid, phrasing)
+            again = template.render(titles, history, candidates, hybrid, phrasing + n)
+            assert again == prompt, f"{name}: phrasing {phrasing + n} must repeat {phrasing}"
             assert isinstance(prompt, Prompt), f"{name}: render must return a Prompt"
             assert prompt.text.endswith("Answer:"), f"{name}: a prompt ends with 'Answer:'"
             for i in history + candidates:

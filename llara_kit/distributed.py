@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,16 +42,19 @@ def launched() -> bool:
     return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"], 1) > 1
 
 
-def command(processes: int = 1) -> list[str]:
+def command(processes: int = 1, log_dir: Path | None = None) -> list[str]:
     """The argv prefix that runs ``llara-kit`` in ``processes`` local processes: this Python
-    with ``-m llara_kit``, under torchrun (gloo on CPUs, a free port) when more than one."""
+    with ``-m llara_kit``, under torchrun (gloo on CPUs, a free port) when more than one.
+    torchrun keeps its workers' logs in ``log_dir``, else in a ``torchelastic_*`` folder of
+    the temporary folder that nothing removes."""
     if processes == 1:
         return [sys.executable, "-m", "llara_kit"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    logs = ["--log-dir", str(log_dir)] if log_dir is not None else []
     return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-            "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "llara_kit"]
+            "--master-addr", "127.0.0.1", "--master-port", str(port), *logs, "-m", "llara_kit"]
 
 
 def process_device(name: str = "auto") -> torch.device:

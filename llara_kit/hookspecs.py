@@ -63,7 +63,8 @@ def register_templates(register: Register) -> None:
 
     ``factory(**template_options)`` returns a ``llara_kit.model.prompts.Template``: its
     ``render(titles, history, candidates, hybrid, phrasing)`` gives one sample's ``Prompt``
-    in text-only or hybrid form and reports where the behavioural tokens go.
+    in text-only or hybrid form and reports where the behavioural tokens go;
+    ``n_phrasings`` counts its phrasings.
     """
 
 

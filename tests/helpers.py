@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,11 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from llara_kit.config import TrainConfig
 from llara_kit.data import DataSettings, PreparedData, prepare_data
-from llara_kit.model.llm import resolve_llm
-from llara_kit.training.train import train
+from llara_kit.model.llm import embedded_gguf
+from llara_kit.run import Run
+from llara_kit.run_folder import write_config
+from llara_kit.storage import staged_dir
+from llara_kit.training.train import Trainer, train
 
 # Where tests put their models and batches: the CPU unless LLARA_KIT_TEST_DEVICE says otherwise
 # (``LLARA_KIT_TEST_DEVICE=cuda make test`` runs the suite on a GPU).
@@ -39,30 +44,50 @@ def cycle_data(tmp_path: Path) -> PreparedData:
     return prepare_data("csv", {"data_dir": folder}, CYCLE_SETTINGS, home=tmp_path / "home")[0]
 
 
-def tiny_llm_folder(folder: Path) -> Path:
-    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer, saved as a HF folder."""
+@functools.cache
+def tiny_llm_folder() -> Path:
+    """The suite's tiny LLM, built once per session in its temporary folder (treat it as
+    read-only): a randomly initialised 2-layer Llama with SmolLM2's tokenizer, read from the
+    embedded GGUF file without converting its weights, saved as a Hugging Face folder."""
+    folder = Path(tempfile.gettempdir()) / "tiny-llama"
     if (folder / "config.json").is_file():
         return folder
-    tokenizer = AutoTokenizer.from_pretrained(resolve_llm("smollm2-135m"))
+    gguf = embedded_gguf("smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with staged_dir(folder) as tmp:
+        LlamaForCausalLM(config).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return folder
 
 
-def train_tiny(root: Path, name: str, n_items: int = 30, **kw) -> Path:
-    """A run of the tiny Llama on the cycle data of ``n_items`` (16 samples); ``kw``
-    overrides settings."""
+def tiny_config(root: Path, n_items: int = 30, **kw) -> TrainConfig:
+    """Settings of a run of the tiny Llama on the cycle data of ``n_items`` (16 samples);
+    ``kw`` overrides settings."""
     s = CYCLE_SETTINGS
-    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle", n_items)),
-                      llm=str(tiny_llm_folder(root / "tiny")), history=s.history,
-                      candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                      batch_size=4, grad_accum=1, max_train_samples=16, device=TEST_DEVICE,
-                      encoder_options={"hidden_size": 16},
-                      **kw)
-    train(cfg, root / name, show_progress=False)
+    return TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle", n_items)),
+                       llm=str(tiny_llm_folder()), history=s.history,
+                       candidates=s.candidates, split=s.split, template="item",
+                       precision="fp32", batch_size=4, grad_accum=1, max_train_samples=16,
+                       device=TEST_DEVICE, encoder_options={"hidden_size": 16}, **kw)
+
+
+def train_in_memory(cfg: TrainConfig, run_dir: Path, before=None) -> Run:
+    """What ``train`` does, returning the trained run as it is in memory (to compare with the
+    run loaded from its folder); ``before(run)`` is called when training is about to begin."""
+    trainer = Trainer(cfg, run_dir, show_progress=False)
+    write_config(run_dir, cfg, trainer.data.manifest)
+    if before is not None:
+        before(trainer.assembled)
+    trainer.run()
+    return trainer.assembled
+
+
+def train_tiny(root: Path, name: str, n_items: int = 30, **kw) -> Path:
+    """A run of ``tiny_config(root, n_items, **kw)`` in ``root / name``."""
+    train(tiny_config(root, n_items, **kw), root / name, show_progress=False)
     return root / name

@@ -3,7 +3,6 @@ pytest loads as a plugin (the pytest11 entry point)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +34,7 @@ def test_templates(name):
 
 @pytest.mark.parametrize("name", BUILTIN["objective"].names())
 def test_objectives(name, tmp_path):
-    testing.check_objective(name, llm=str(tiny_llm_folder(tmp_path / "tiny")))
+    testing.check_objective(name, llm=str(tiny_llm_folder()))
 
 
 def test_an_objective_whose_loss_misses_its_weights_is_caught(llara_plugin, tmp_path):
@@ -52,7 +51,7 @@ def test_an_objective_whose_loss_misses_its_weights_is_caught(llara_plugin, tmp_
     llara_plugin(SimpleNamespace(register_objectives=hookimpl(
         lambda register: register("deaf", DeafHead))), "deaf")
     with pytest.raises(AssertionError, match="deaf: the loss must reach the objective's own"):
-        testing.check_objective("deaf", llm=str(tiny_llm_folder(tmp_path / "tiny")))
+        testing.check_objective("deaf", llm=str(tiny_llm_folder()))
 
 
 WRITERS = {"csv": write_cycle_files, "lastfm": write_lastfm, "steam": write_steam,
@@ -79,19 +78,33 @@ def test_the_pytest_plugin_is_loaded(pytestconfig):
     assert pytestconfig.pluginmanager.has_plugin("llara_kit")  # the pytest11 entry point
 
 
-def test_in_repo_plugin_package_through_the_fixture(llara_plugin):
-    path = REPO / "plugins" / "llara-kit-lowrank" / "llara_kit_lowrank.py"
-    spec = importlib.util.spec_from_file_location("llara_kit_lowrank_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    llara_plugin(module, "lowrank-under-test")
-    testing.check_projector("lowrank")
-    testing.check_projector("lowrank", rank=4)
-
-
-def test_the_fixture_removes_what_it_registered():
+def test_in_repo_plugin_package_through_the_fixture_which_removes_it(pytester):
+    """Two tests in one session: the first registers the in-repo plugin through the
+    fixture, the second finds it gone."""
     assert "lowrank" not in load_plugins().registries["projector"]
-    assert "lowrank-under-test" not in load_plugins().plugins
+    path = REPO / "plugins" / "llara-kit-lowrank" / "llara_kit_lowrank.py"
+    pytester.makepyfile(f'''
+        import importlib.util
+
+        from llara_kit import testing
+        from llara_kit.plugins import load_plugins
+
+
+        def test_registered(llara_plugin):
+            spec = importlib.util.spec_from_file_location("lowrank_under_test", {str(path)!r})
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            llara_plugin(module, "lowrank-under-test")
+            assert "lowrank" in load_plugins().registries["projector"]
+            testing.check_projector("lowrank")
+            testing.check_projector("lowrank", rank=4)
+
+
+        def test_removed_afterwards():
+            assert "lowrank" not in load_plugins().registries["projector"]
+            assert "lowrank-under-test" not in load_plugins().plugins
+    ''')
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
 def test_a_broken_contract_is_reported(llara_plugin):

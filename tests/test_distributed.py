@@ -66,7 +66,7 @@ def test_the_plan_does_not_depend_on_the_number_of_processes(tmp_path):
     process and for five (where four ranks run a stand-in in the last)."""
     s = CYCLE_SETTINGS
     cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(tmp_path / "cycle")),
-                      llm=str(tiny_llm_folder(tmp_path / "tiny")), history=s.history,
+                      llm=str(tiny_llm_folder()), history=s.history,
                       candidates=s.candidates, split=s.split, template="item",
                       batch_size=4, grad_accum=1, max_train_samples=17, device=TEST_DEVICE,
                       encoder_options={"hidden_size": 16})
@@ -115,7 +115,7 @@ def runs(tmp_path_factory):
     # steps, the last of one micro-batch.
     settings = {
         "dataset": "csv", "data_dir": str(write_cycle_files(root / "cycle")),
-        "llm": str(tiny_llm_folder(root / "tiny")), "history": s.history,
+        "llm": str(tiny_llm_folder()), "history": s.history,
         "candidates": s.candidates, "split": list(s.split), "template": "item",
         "precision": "fp32", "grad_accum": 2, "max_train_samples": 17, "device": "cpu",
         "lora_dropout": 0.0, "lr": 1e-2, "encoder_options": {"hidden_size": 16},
@@ -197,7 +197,7 @@ def test_sharding_configs_refuse_a_cpu_run_in_one_sentence(tmp_path, monkeypatch
     s = CYCLE_SETTINGS
     result = CliRunner().invoke(cli, [
         "train", "--dataset", "csv", "--data-dir", str(write_cycle_files(tmp_path / "cycle")),
-        "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--history", str(s.history),
+        "--llm", str(tiny_llm_folder()), "--history", str(s.history),
         "--candidates", str(s.candidates), "--device", "cpu", "--out", str(tmp_path / "run")])
     assert result.exit_code == 1, result.output
     message = result.output.strip().splitlines()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, TEST_DEVICE, train_tiny
+from helpers import CYCLE_SETTINGS, TEST_DEVICE, tiny_config, train_in_memory, train_tiny
 
 import llara_kit
 from llara_kit.cli import cli
@@ -32,10 +32,26 @@ def run_dir(tmp_path_factory):
                   user_conditioned=False)
 
 
+def head_scores(run, n: int = 3) -> torch.Tensor:
+    """The run's scores of the first ``n`` test samples' stored candidates, (n, C)."""
+    prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=n)
+    titles = [[run.data.titles[c] for c in row] for row in cands]
+    run.model.eval()
+    with torch.no_grad():
+        return run.model.objective.score(run.model, prompts, titles)
+
+
 @pytest.fixture(scope="module")
-def head_dir(tmp_path_factory):
-    """The score head with user-conditioned tokens (the defaults)."""
-    return train_tiny(tmp_path_factory.mktemp("headrun"), "head")
+def head_run(tmp_path_factory):
+    """The score head with user-conditioned tokens (the defaults): the run folder and the
+    scores the model gave when training ended."""
+    root = tmp_path_factory.mktemp("headrun")
+    return root / "head", head_scores(train_in_memory(tiny_config(root), root / "head"))
+
+
+@pytest.fixture(scope="module")
+def head_dir(head_run):
+    return head_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -181,14 +197,17 @@ def test_recommend_by_title_and_id(run, run_dir):
     assert len(json.loads(cli_out.stdout)) == 3
 
 
-def test_head_scores_reload_and_match_training(head_dir):
+def test_head_scores_reload_and_match_training(head_run):
+    head_dir, trained = head_run
     run = load_run(head_dir)
     assert run.config.objective == "head" and run.config.user_conditioned
+    scores = head_scores(run)
+    assert scores.shape == (3, CYCLE_SETTINGS.candidates)
+    assert torch.allclose(scores, trained.to(scores.device), atol=1e-5)  # as when trained
     prompts, cands, _ = split_prompts(run, "test", hybrid=True, limit=3)
     titles = [[run.data.titles[c] for c in row] for row in cands]
-    scores = run.model.objective.score(run.model, prompts, titles)
-    assert scores.shape == (3, CYCLE_SETTINGS.candidates)
-    one = run.model.objective.score(run.model, prompts[1:2], titles[1:2])
+    with torch.no_grad():
+        one = run.model.objective.score(run.model, prompts[1:2], titles[1:2])
     assert torch.allclose(scores[1:2], one, atol=1e-5)  # padding does not change a score
     with pytest.raises(LlaraKitError, match="trained with the 'head' objective; use --mode"):
         evaluate(run, "test", "generate", limit=2, show_progress=False)

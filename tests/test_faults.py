@@ -26,7 +26,7 @@ CLI = [sys.executable, "-c", "from llara_kit.cli import main; main()"]
 
 def train_args(root, out, checkpoint_every=3):
     return ["train", "--dataset", "csv", "--data-dir", str(write_cycle_files(root / "cycle")),
-            "--llm", str(tiny_llm_folder(root / "tiny")), "--history", "5", "--candidates", "10",
+            "--llm", str(tiny_llm_folder()), "--history", "5", "--candidates", "10",
             "--split", "0.6,0.2,0.2", "--template", "item", "--precision", "fp32",
             "--batch-size", "4", "--grad-accum", "1", "--max-train-samples", "120",
             "--encoder-option", "hidden_size=16", "--checkpoint-every", str(checkpoint_every),

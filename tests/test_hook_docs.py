@@ -92,7 +92,7 @@ def test_template_from_the_docs_keeps_the_contract_and_takes_options(llara_plugi
     result = CliRunner().invoke(cli, [
         "train", "--template", "podcast", "--template-option", "style=terse",
         "--dataset", "csv", "--data-dir", str(write_cycle_files(tmp_path / "cycle")),
-        "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--history", "5", "--candidates", "10",
+        "--llm", str(tiny_llm_folder()), "--history", "5", "--candidates", "10",
         "--split", "0.6,0.2,0.2", "--max-train-samples", "4", "--batch-size", "4",
         "--grad-accum", "1", "--precision", "fp32", "--encoder-option", "hidden_size=16",
         "--out", str(out)])

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.model.llm import EMBEDDED, load_backbone, resolve_llm
+from llara_kit.model.llm import embedded_gguf, load_backbone, resolve_llm
 
 
 def test_a_gguf_file_is_converted_once_into_the_cache():
-    dist, rel = EMBEDDED["smollm2-135m"]
-    gguf = Path(metadata.distribution(dist).locate_file(rel))
+    gguf = embedded_gguf("smollm2-135m")
     folder = Path(resolve_llm(str(gguf)))
     assert (folder / "config.json").is_file() and folder.name.startswith(gguf.stem)
     stamp = (folder / "config.json").stat().st_mtime_ns

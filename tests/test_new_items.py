@@ -127,7 +127,7 @@ def test_attributes_are_read_and_rendered(movielens, tmp_path):
     assert describe("Toy Story", 1995, ["Animation", "Comedy"]) == \
         "Toy Story (1995; Animation, Comedy)"
     assert describe("Heat", None, []) == "Heat"
-    tokenizer = load_tokenizer(str(tiny_llm_folder(tmp_path / "tiny")))
+    tokenizer = load_tokenizer(str(tiny_llm_folder()))
     texts = item_texts(data.titles, data.years, data.attributes, tokenizer, 3)
     assert texts[1] == "Toy Story (1995; Animation)"  # whole attributes while they fit
     assert item_texts(data.titles, data.years, data.attributes, tokenizer, 0)[1] == \

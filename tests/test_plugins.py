@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ else:
     import tomli as tomllib
 
 from llara_kit.errors import PluginError, UnknownComponentError
-from llara_kit.plugins import DEFAULT_PLUGINS, PluginHost, PluginInfo
+from llara_kit.plugins import DEFAULT_PLUGINS, DISABLE_AUTOLOAD_ENV, PluginHost, PluginInfo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,13 +105,19 @@ def test_lazy_factories_import_on_first_use_and_name_a_bad_target(monkeypatch):
         _ = host.registries["projector"].get("missing").factory
 
 
-def test_help_and_listing_import_no_torch():
-    """`llara-kit --help` and `list-plugins` stay fast: no torch, transformers or peft."""
-    code = ("import sys; from llara_kit.cli import cli, load_plugins; load_plugins(); "
+@pytest.mark.parametrize("args", [["--help"], ["list-plugins"]])
+def test_help_and_listing_import_no_torch(args):
+    """`llara-kit --help` and `list-plugins` stay fast: no torch, transformers or peft, with
+    installed plugins loaded (the bert4rec distribution that `make setup` installs)."""
+    code = ("import sys; from llara_kit.cli import cli; "
+            "cli.main(sys.argv[1:], standalone_mode=False); "
             "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]"
+    env = {k: v for k, v in os.environ.items() if k != DISABLE_AUTOLOAD_ENV}
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         check=True, env=env | {"COLUMNS": "120"}).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    assert ("llara-kit-bert4rec" in out) == (args == ["list-plugins"])
+    assert "Commands:" in out or "encoder: bert4rec" in out
 
 
 def test_misspelt_hook_names_the_plugin():

@@ -143,7 +143,7 @@ def test_public_formats_pretrain_and_train_through_the_cli(tmp_path, dataset, wr
     assert json.loads(result.output)["epochs_run"] >= 1
     result = runner.invoke(cli, [
         "train", "--encoder", "gru4rec", "--projector", "mlp", "--schedule", "linear", *data,
-        "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--template", "item",
+        "--llm", str(tiny_llm_folder()), "--template", "item",
         "--max-train-samples", "4", "--batch-size", "2", "--grad-accum", "1", "--precision", "fp32",
         "--out", str(tmp_path / "run")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

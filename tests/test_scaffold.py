@@ -83,7 +83,7 @@ def test_each_kind_runs_as_documented(kind, tmp_path, llara_plugin):
     else:
         args += ["--dataset", "csv", "--data-dir", str(write_cycle_files(tmp_path / "cycle"))]
         args += [] if kind == "template" else ["--template", "item"]
-    args += [*TINY, "--llm", str(tiny_llm_folder(tmp_path / "tiny")), "--out",
+    args += [*TINY, "--llm", str(tiny_llm_folder()), "--out",
              str(tmp_path / "run")]
     result = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import cycle_data, train_tiny
+from helpers import cycle_data, tiny_config, train_in_memory
 from safetensors.torch import load_file
 
 from llara_kit.cli import cli
@@ -33,10 +33,23 @@ pytestmark = pytest.mark.gpu  # run first by the GPU check, on LLARA_KIT_TEST_DE
 
 
 @pytest.fixture(scope="module")
-def second_dir(tmp_path_factory):
-    """Residual objective, mixed lists, two cross-fitting folds."""
-    return train_tiny(tmp_path_factory.mktemp("second"), "run", negatives="mixed",
-                      cross_fit=2, objective_options={"residual": True})
+def second_run(tmp_path_factory):
+    """Residual objective, mixed lists, two cross-fitting folds: the run folder, and the
+    objective's weights when training began and ended."""
+    root = tmp_path_factory.mktemp("second")
+    start = {}
+    cfg = tiny_config(root, negatives="mixed", cross_fit=2, objective_options={"residual": True})
+    run = train_in_memory(cfg, root / "run", before=lambda r: start.update(weights(r)))
+    return root / "run", start, weights(run)
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in run.model.objective.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def second_dir(second_run):
+    return second_run[0]
 
 
 def test_seen_before_is_each_samples_past(tmp_path):
@@ -163,13 +176,14 @@ def test_an_untrained_residual_model_ranks_as_its_encoder(second_dir):
         type(objective)(8, residual="yes")
 
 
-def test_residual_weights_train_save_and_reload(second_dir):
-    run = load_run(second_dir)
-    objective = run.model.objective
-    assert objective.head.weight.abs().sum() > 0  # the correction learned something
-    saved = load_file(second_dir / "objective.safetensors")
-    assert set(saved) == {"head.weight", "head.bias", "alpha"}
-    assert torch.equal(saved["alpha"], objective.alpha.detach())
+def test_residual_weights_train_save_and_reload(second_run):
+    folder, start, end = second_run
+    assert set(start) == {"head.weight", "head.bias", "alpha"}
+    assert start["head.weight"].abs().sum() == 0 and start["alpha"] == 1  # as documented
+    assert end["head.weight"].abs().sum() > 0 and end["alpha"] != 1  # both trained
+    assert load_file(folder / "objective.safetensors").keys() == end.keys()
+    loaded = load_run(folder).model.objective.state_dict()
+    assert loaded.keys() == end.keys() and all(torch.equal(loaded[k], end[k]) for k in end)
 
 
 def test_whole_catalogue_evaluation_and_comparison(second_dir):

