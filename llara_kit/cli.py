@@ -46,21 +46,25 @@ class _Group(click.Group):
         except LlaraKitError as exc:
             raise click.ClickException(str(exc)) from exc
         except OSError as exc:
-            if exc.errno not in _FILE_SYSTEM_ERRORS:
+            if exc.errno not in _FIXES:
                 raise
-            raise click.ClickException(file_system_message(exc)) from exc
+            raise click.ClickException(
+                file_system_message(exc, resumable=ctx.invoked_subcommand == "train")) from exc
 
 
 # A full disk, a read-only file system, missing permissions: the user's to fix.
-_FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_FIXES = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+          errno.EROFS: "it is read-only", errno.EACCES: "check its permissions",
+          errno.EPERM: "check its permissions"}
 
 
-def file_system_message(exc: OSError) -> str:
+def file_system_message(exc: OSError, resumable: bool = False) -> str:
     where = f" at {exc.filename}" if exc.filename else ""
-    fix = ("check its permissions" if exc.errno in (errno.EACCES, errno.EPERM)
-           else "free some space")
-    return (f"{exc.strerror}{where}; {fix}, or point --out / ${HOME_ENV} at a writable folder "
-            "(what was written before is intact: every write goes to a temporary file first).")
+    then = ("; then `train` with the same --out and --resume continues from the last "
+            "checkpoint" if resumable else "")
+    return (f"{exc.strerror}{where}; {_FIXES[exc.errno]}, or point --out / ${HOME_ENV} at a "
+            "writable folder (what was written before is intact: every write goes to a "
+            f"temporary file first){then}.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

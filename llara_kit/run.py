@@ -7,7 +7,6 @@ format, the projector's and objective's in safetensors (the JSON records: ``run_
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from rich.console import Console
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from llara_kit.config import PretrainSettings, TrainConfig
@@ -39,7 +38,7 @@ from llara_kit.run_folder import (
     read_data_manifest,
     require_finished,
 )
-from llara_kit.storage import atomic_path, staged_dir
+from llara_kit.storage import atomic_path, read_json, read_tensors, reading, staged_dir
 
 
 def load_prepared(cfg: TrainConfig, draws: int = 1) -> PreparedData:
@@ -87,12 +86,12 @@ def _check_stored(folder: Path, name: str, data: PreparedData) -> None:
     if not meta.is_file():
         raise LlaraKitError(f"--encoder-dir {str(folder)!r} holds no saved encoder "
                             "(encoder.json); give a folder that `llara-kit pretrain` printed.")
-    stored = json.loads(meta.read_text())["encoder"]
+    stored = read_json(meta)["encoder"]
     if stored != name:
         raise LlaraKitError(f"--encoder-dir {str(folder)!r} holds a {stored} encoder, not "
                             f"{name}; pass --encoder {stored}.")
     report = folder / "pretrain.json"
-    trained_on = json.loads(report.read_text())["data_hash"] if report.is_file() else None
+    trained_on = read_json(report)["data_hash"] if report.is_file() else None
     if trained_on not in (None, data.hash):
         raise LlaraKitError(
             f"--encoder-dir {str(folder)!r} was pre-trained on data {trained_on[:16]}, not this "
@@ -107,7 +106,7 @@ def run_encoder(path: Path) -> Encoder:
 def describe(choice: EncoderChoice) -> str:
     """One line: which encoder, why, and how it was pre-trained."""
     report_path = choice.folder / "pretrain.json"
-    report = choice.report or (json.loads(report_path.read_text()) if report_path.is_file()
+    report = choice.report or (read_json(report_path) if report_path.is_file()
                                else None)
     facts = ""
     if report is not None:
@@ -203,12 +202,12 @@ def save_trainable(model: LlaraModel, folder: Path,
 
 
 def load_trainable(model: LlaraModel, folder: Path) -> None:
-    model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
+    model.projector.load_state_dict(read_tensors(folder / "projector.safetensors"))
     objective = folder / "objective.safetensors"  # absent in runs from before objectives
-    model.objective.load_state_dict(load_file(objective) if objective.is_file() else {})
+    model.objective.load_state_dict(read_tensors(objective) if objective.is_file() else {})
     for name in ("score_direction", "cold_marker", "content_weights"):
         if getattr(model, name) is not None:
-            getattr(model, name).load_state_dict(load_file(folder / f"{name}.safetensors"))
+            getattr(model, name).load_state_dict(read_tensors(folder / f"{name}.safetensors"))
 
 
 def save_adapter(llm: PeftModel, folder: Path,
@@ -291,7 +290,8 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
     backbone = _backbone(cfg.llm)
     template = _template(cfg)
     fit_prompts(cfg, data, backbone, template, ("valid", "test"))  # cuts titles, checks lengths
-    llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
+    with reading(path / ADAPTER / "adapter_model.safetensors"):
+        llm = PeftModel.from_pretrained(backbone.model, path / ADAPTER)
     model = _build_model(cfg, llm, run_encoder(path), backbone, ItemSignals.load(path))
     load_trainable(model, path)
     return Run(path, cfg, data, model.to(process_device(device)).eval(), template,

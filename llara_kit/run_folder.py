@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import Any
 from llara_kit.config import TrainConfig
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import KINDS, load_plugins
-from llara_kit.storage import read_jsonl, sha256_file, write_json, write_jsonl
+from llara_kit.storage import read_json, read_jsonl, sha256_file, write_json, write_jsonl, writing
 from llara_kit.version import VERSION
 
 CONFIG, DATA, LOG, SUMMARY, METRICS, LOCK = (
@@ -65,7 +64,7 @@ def owned(run_dir: Path, doing: str, fix: str) -> Iterator[None]:
             if not _owned[folder]:
                 del _owned[folder]
         return
-    with open(folder / LOCK, "a+", encoding="utf-8") as fh:
+    with writing(folder / LOCK), open(folder / LOCK, "a+", encoding="utf-8") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -131,7 +130,7 @@ def write_config(run_dir: Path, cfg: TrainConfig, data_manifest: dict[str, Any])
 def read_config(run_dir: Path) -> TrainConfig:
     """The resolved settings a run folder was trained with."""
     require_run(run_dir)
-    saved = _OLDER_RUNS | json.loads((Path(run_dir) / CONFIG).read_text())["config"]
+    saved = _OLDER_RUNS | read_json(Path(run_dir) / CONFIG)["config"]
     saved["objective_options"] = (_OLDER_OPTIONS.get(saved["objective"], {})
                                   | saved.get("objective_options", {}))
     return TrainConfig(**saved)
@@ -139,7 +138,7 @@ def read_config(run_dir: Path) -> TrainConfig:
 
 def read_data_manifest(run_dir: Path) -> dict[str, Any]:
     """data.json: the data set, its hash and the settings the run was trained on."""
-    return json.loads((Path(run_dir) / DATA).read_text())
+    return read_json(Path(run_dir) / DATA)
 
 
 def has_data_manifest(run_dir: Path) -> bool:
@@ -170,7 +169,7 @@ def write_checkpoint_state(folder: Path, step: int) -> None:
 
 
 def read_checkpoint_step(folder: Path) -> int:
-    return json.loads((Path(folder) / CHECKPOINT_STATE).read_text())["step"]
+    return read_json(Path(folder) / CHECKPOINT_STATE)["step"]
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
@@ -180,7 +179,7 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """The finished run's summary, or None while it is unfinished."""
     path = Path(run_dir) / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _predictions_path(run_dir: Path, split: str, method: str) -> Path:
@@ -196,7 +195,7 @@ def record_metrics(run_dir: Path, split: str, method: str, metrics: dict,
     with evaluating(run_dir):
         write_jsonl(path, predictions)
         metrics_path = Path(run_dir) / METRICS
-        stored = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        stored = read_json(metrics_path) if metrics_path.is_file() else {}
         stored.setdefault(split, {})[method] = {**info, "metrics": metrics,
                                                 "predictions_sha256": sha256_file(path)}
         write_json(metrics_path, stored)
@@ -228,4 +227,4 @@ def load_metrics(run_dir: Path) -> dict[str, Any]:
         raise LlaraKitError(
             f"{str(run_dir)!r} has no {METRICS}; run `llara-kit evaluate` on it first."
         )
-    return json.loads(path.read_text())
+    return read_json(path)

@@ -1,10 +1,12 @@
-"""Where llara-kit keeps things, and atomic writes (temp file or folder, then rename)."""
+"""Where llara-kit keeps things, atomic writes (temp file or folder, then rename), and reads
+that name a damaged file in one sentence."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,7 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from llara_kit.errors import LlaraKitError
+
 HOME_ENV = "LLARA_KIT_HOME"
+# safetensors reports a failed write as "... I/O error: No space left on device (os error 28)"
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 def cache_home() -> Path:
@@ -38,10 +44,30 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets the usual mode
     os.close(fd)
     try:
-        yield Path(tmp)
+        with writing(path):
+            yield Path(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A failed write as an OSError naming ``path`` (what the CLI answers in one sentence):
+    libraries raise some without a file name, and safetensors its own error for a full
+    disk."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    except Exception as exc:
+        found = _OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -66,7 +92,8 @@ def staged_dir(final: Path, keep: Callable[[Path], bool] | None = None) -> Itera
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
     old = final.with_name(final.name + ".old")
     try:
-        yield tmp
+        with writing(final):
+            yield tmp
         if final.exists() and keep is not None and keep(final):
             return
         if final.exists():
@@ -87,6 +114,48 @@ def complete_dir(final: Path, marker: str) -> Path | None:
     return None
 
 
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Reads of ``path`` inside: a file cut short or not of its format (a copy interrupted, a
+    disk fault, a hand edit) becomes one sentence naming it."""
+    try:
+        yield
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"not JSON: {exc}") from exc
+    except Exception as exc:
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise damaged(path, f"cut short or not safetensors: {exc}") from exc
+
+
+def damaged(path: Path, detail: str) -> LlaraKitError:
+    return LlaraKitError(f"File '{path}' is damaged ({detail}); restore it from a copy, or "
+                         "remove it and run the command that wrote it again.")
+
+
+def read_json(path: Path) -> Any:
+    """The JSON file ``path`` (one sentence if it is damaged)."""
+    with reading(path):
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_tensors(path: Path, framework: str = "pt") -> dict[str, Any]:
+    """The safetensors file ``path`` as torch tensors (``framework="np"``: arrays), with its
+    metadata under no key; one sentence if it is damaged."""
+    from safetensors import safe_open
+
+    with reading(path), safe_open(str(path), framework) as fh:
+        return {k: fh.get_tensor(k) for k in fh.keys()}
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata stored in the safetensors file ``path``."""
+    from safetensors import safe_open
+
+    with reading(path), safe_open(str(path), "np") as fh:
+        return fh.metadata() or {}
+
+
 def write_jsonl(path: Path, rows: list[Any]) -> None:
     """Write JSON lines atomically."""
     with atomic_path(path) as tmp:
@@ -100,7 +169,8 @@ def read_jsonl(path: Path, torn_tail: bool = False) -> list[Any]:
         lines = [line for line in fh if line.strip()]
     if torn_tail and lines and not lines[-1].endswith("\n"):
         lines.pop()
-    return [json.loads(line) for line in lines]
+    with reading(path):
+        return [json.loads(line) for line in lines]
 
 
 def sha256_file(path: Path) -> str:

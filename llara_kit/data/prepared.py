@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from llara_kit.data import protocol
 from llara_kit.data.raw import UNLISTED, UNTITLED, DataError, RawData
@@ -26,7 +26,9 @@ from llara_kit.data.settings import NEW_SPLITS, SPLITS, DataSettings
 from llara_kit.plugins import build_component
 from llara_kit.storage import (
     cache_home,
+    read_json,
     read_jsonl,
+    read_tensors,
     sha256_file,
     sha256_json,
     staged_dir,
@@ -283,14 +285,15 @@ def _sources_unchanged(manifest: dict) -> bool:
 def _fresh(folder: Path) -> bool:
     """A complete prepared folder whose source files are unchanged."""
     path = folder / "manifest.json"
-    return path.is_file() and _sources_unchanged(json.loads(path.read_text()))
+    return path.is_file() and _sources_unchanged(read_json(path))
 
 
 def _load(folder: Path) -> PreparedData:
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_json(folder / "manifest.json")
     items = read_jsonl(folder / "items.jsonl")
-    users = json.loads((folder / "users.json").read_text())
-    return PreparedData(folder, manifest, items, users, load_file(folder / "arrays.safetensors"))
+    users = read_json(folder / "users.json")
+    arrays = read_tensors(folder / "arrays.safetensors", "np")
+    return PreparedData(folder, manifest, items, users, arrays)
 
 
 def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None,

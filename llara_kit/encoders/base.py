@@ -7,19 +7,18 @@ whose content must not matter.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
 from llara_kit.errors import LlaraKitError
 from llara_kit.plugins import get_component
-from llara_kit.storage import atomic_path, write_json
+from llara_kit.storage import atomic_path, read_json, read_tensors, write_json
 from llara_kit.version import VERSION
 
 WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
@@ -127,10 +126,10 @@ def load_encoder(folder: Path) -> Encoder:
             f"{str(folder)!r} holds no saved encoder ({CONFIG} and {WEIGHTS}); "
             "run `llara-kit pretrain` first."
         )
-    meta = json.loads((folder / CONFIG).read_text())
+    meta = read_json(folder / CONFIG)
     cls = get_component("encoder", meta["encoder"]).factory
     encoder = cls(cls.config_class(**meta["config"]))
-    encoder.load_state_dict(load_file(folder / WEIGHTS))
+    encoder.load_state_dict(read_tensors(folder / WEIGHTS))
     return encoder.eval()
 
 

@@ -8,7 +8,6 @@ on the validation MRR over the stored candidates, the best epoch's weights kept.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from llara_kit.plugins import get_component
 from llara_kit.progress import Progress
 from llara_kit.storage import (
     cache_home,
+    read_json,
     sha256_json,
     staged_dir,
     write_json,
@@ -68,7 +68,7 @@ def stored_encoders(name: str, data: PreparedData, options: dict[str, Any] | Non
     config = asdict(cls.config_from(**(_sizing(data) | dict(options or {}))))
     found = []
     for report_path in ((home or cache_home()) / "encoders").glob(f"{name}-*/pretrain.json"):
-        report = json.loads(report_path.read_text())
+        report = read_json(report_path)
         if (report.get("format"), report.get("encoder"), report.get("config"),
                 report.get("data_hash"), report.get("rows")) == (FORMAT, name, config,
                                                                   data.hash, None):
@@ -118,7 +118,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
     key = sha256_json(key_fields)
     folder = (home or cache_home()) / "encoders" / f"{name}-{key[:16]}"
     if (folder / "pretrain.json").is_file() and not force:
-        report = json.loads((folder / "pretrain.json").read_text())
+        report = read_json(folder / "pretrain.json")
         return Pretrained(load_encoder(folder), folder, report, reused=True)
 
     generator = torch.Generator().manual_seed(settings.seed)
@@ -155,7 +155,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         encoder.save(tmp)
         write_jsonl(tmp / "train_log.jsonl", log)
         write_json(tmp / "pretrain.json", report)
-    stored = json.loads((folder / "pretrain.json").read_text())  # ours, or the first stored
+    stored = read_json(folder / "pretrain.json")  # ours, or the first stored
     return Pretrained(load_encoder(folder), folder, stored, reused=False)
 
 

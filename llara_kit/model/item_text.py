@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from llara_kit.model.llm import Backbone, Tokenizer
 from llara_kit.progress import Progress
-from llara_kit.storage import atomic_path, cache_home, sha256_json
+from llara_kit.storage import atomic_path, cache_home, read_tensors, sha256_json
 from llara_kit.version import VERSION
 
 
@@ -79,7 +79,7 @@ def text_vectors(backbone: Backbone, llm: str, texts: list[str], *, batch_size: 
     key = sha256_json({"llm": llm, "texts": texts, "version": 1})
     path = cache_home() / "item_vectors" / f"{key[:24]}.safetensors"
     if path.is_file():
-        return load_file(str(path))["vectors"]
+        return read_tensors(str(path), "np")["vectors"]
     vectors = np.zeros((len(texts), backbone.hidden_size), dtype=np.float32)
     vectors[1:] = _mean_states(backbone, texts[1:], batch_size, show_progress)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder
@@ -26,7 +25,7 @@ from llara_kit.encoders.ranking import candidate_scores, content_scorer
 from llara_kit.metrics import target_ranks
 from llara_kit.model.item_text import item_texts, text_vectors
 from llara_kit.model.llm import Backbone
-from llara_kit.storage import atomic_path
+from llara_kit.storage import atomic_path, read_metadata, read_tensors
 
 FILE = "new_items.safetensors"  # in a run folder
 
@@ -54,9 +53,8 @@ class ItemSignals:
         path = Path(folder) / FILE
         if not path.is_file():
             return None
-        with safe_open(str(path), "np") as fh:
-            scale = float(fh.metadata()["scale"])
-        t = load_file(str(path))
+        scale = float(read_metadata(path)["scale"])
+        t = read_tensors(path, "np")
         return cls(t["text_vectors"], t["imputed"], t["is_new"].astype(bool), scale)
 
     def content(self, history: np.ndarray, lengths: np.ndarray, candidates: np.ndarray

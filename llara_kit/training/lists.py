@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 from sklearn.model_selection import KFold
 
 from llara_kit.config import PretrainSettings, TrainConfig
@@ -32,7 +32,7 @@ from llara_kit.encoders.pretrain import pretrain_encoder
 from llara_kit.encoders.shortlists import Shortlists, shortlists
 from llara_kit.errors import LlaraKitError
 from llara_kit.model.schedules import build_schedule
-from llara_kit.storage import atomic_path, cache_home, sha256_json
+from llara_kit.storage import atomic_path, cache_home, read_tensors, sha256_json
 from llara_kit.version import VERSION
 
 
@@ -151,7 +151,7 @@ def mined_shortlists(data: PreparedData, scorers: list[Encoder], fold: np.ndarra
                        "size": size, "version": 1})
     path = cache_home() / "shortlists" / f"{key[:24]}.safetensors"
     if path.is_file():
-        stored = load_file(str(path))
+        stored = read_tensors(str(path), "np")
         return Shortlists(stored["items"], stored["scores"], stored["target_rank"])
     parts = [(rows, shortlists(scorer.eval(), data, "train", size, rows))
              for k, scorer in enumerate(scorers) if len(rows := np.flatnonzero(fold == k))]

@@ -23,7 +23,7 @@ import torch
 from accelerate.utils import DistributedType
 from peft import set_peft_model_state_dict
 from rich.console import Console
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from llara_kit import run_folder
@@ -52,7 +52,7 @@ from llara_kit.run import (
     save_adapter,
     save_trainable,
 )
-from llara_kit.storage import complete_dir, staged_dir
+from llara_kit.storage import complete_dir, read_tensors, staged_dir, writing
 from llara_kit.training.base_fit import FIT_SAMPLES, fit_base
 from llara_kit.training.lists import training_lists
 
@@ -320,12 +320,12 @@ class Trainer:
                             run_folder.CHECKPOINT_STATE)
         if ckpt is None:
             return 0
-        adapter = load_file(ckpt / "adapter" / "adapter_model.safetensors")
+        adapter = read_tensors(ckpt / "adapter" / "adapter_model.safetensors")
         set_peft_model_state_dict(self.model.llm, adapter)
         load_trainable(self.model, ckpt)
         if (ckpt / "optimizer.safetensors").is_file():
             _load_optimizer(self.optimizer, self.params,
-                            load_file(ckpt / "optimizer.safetensors"))
+                            read_tensors(ckpt / "optimizer.safetensors"))
         else:
             self.console.print("The checkpoint holds no optimizer moments (a sharded run): "
                                "AdamW starts afresh from its weights.")
@@ -361,8 +361,9 @@ class Trainer:
                     entry = self._step(step, total_micro)
                     log.append(entry)
                     if self.is_main:
-                        log_file.write(json.dumps(entry) + "\n")
-                        log_file.flush()
+                        with writing(log_path):
+                            log_file.write(json.dumps(entry) + "\n")
+                            log_file.flush()
                     progress.advance(1, f"loss {entry['loss']:.3f}, lr {entry['lr']:.1e}, "
                                         f"p_hybrid {entry['p_hybrid']:.2f}, "
                                         f"{entry['samples_per_s']:.2f} samples/s")
