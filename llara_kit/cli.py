@@ -86,7 +86,7 @@ def list_plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(plugins, indent=2))
         return
-    Console().print(render.plugins_table(plugins, KINDS))
+    render.stdout().print(render.plugins_table(plugins, KINDS))
 
 
 @cli.group()
@@ -110,7 +110,7 @@ def show_data(kw: dict, as_json: bool, titles_of=None) -> None:
     if as_json:
         click.echo(json.dumps(render.data_json(prepared, reused, titles), indent=2))
     else:
-        Console().print(render.data_table(prepared, reused, titles))
+        render.stdout().print(render.data_table(prepared, reused, titles))
 
 
 @data.command("prepare")
@@ -171,12 +171,12 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
         click.echo(json.dumps(report, indent=2))
         return
     how = "reused from" if result.reused else f"trained in {report['seconds']:.0f} s, stored in"
-    Console().print(render.metrics_table(
+    render.stdout().print(render.metrics_table(
         f"{encoder} on {data.manifest['dataset']} test ({len(data.splits['test'])} users, "
         f"{data.settings.candidates} candidates; full = all {data.n_items} items)",
         {encoder: report["test"], "popularity": popularity_baseline(data)},
     ))
-    Console().print(f"{encoder}: {how} {result.path}")
+    render.stdout().print(f"{encoder}: {how} {result.path}")
 
 
 @cli.command()
@@ -204,7 +204,7 @@ def train(config_file: Path | None, preset: str | None, full: bool, out: Path | 
                                    "the one run folder they share.")
         out = default_run_dir(cfg)
     summary = run_training(cfg, out, resume=resume, console=stderr)
-    Console().print(render.key_value_table(f"run {out}", summary))
+    render.stdout().print(render.key_value_table(f"run {out}", summary))
 
 
 run_argument = click.argument("run", type=click.Path(file_okay=False, exists=True,
@@ -263,7 +263,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
                        if several}
         click.echo(json.dumps(columns | ({"layouts": layout_info} if several else {}), indent=2))
         return
-    console = Console()
+    console = render.stdout()
     title = f"{run.name}: {result.method} on {split} ({len(result.targets)} users)"
     if several:
         title += (f", mean over {result.info['orders']} order(s) x {result.info['draws']} "
@@ -330,7 +330,7 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
         click.echo(render.markdown(table, shown))
         return
     against_name = find_row(rows, against) if against else None
-    console = Console()
+    console = render.stdout()
     console.print(render.comparison_table(rows, table, split, mode, data, against_name,
                                           intervals, candidates))
     if buckets:
@@ -386,8 +386,8 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in recs], indent=2))
         return
-    Console().print(render.recommendations_table(recs))
-    Console().print(f"ranked by {recommender.stage}", soft_wrap=True)
+    render.stdout().print(render.recommendations_table(recs))
+    render.stdout().print(f"ranked by {recommender.stage}", soft_wrap=True)
 
 
 @cli.command("new-plugin")

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -17,6 +18,16 @@ if TYPE_CHECKING:
     from llara_kit.evaluation.fusion import Fusion
     from llara_kit.evaluation.recommend import Recommendation
     from llara_kit.model.lengths import TitleCut
+
+# Off a terminal (a log file, a pipe) nothing is cut to fit a width: tables take what they need.
+UNBOUNDED = 100_000
+
+
+def stdout() -> Console:
+    """Where the commands print results: the terminal at its width, else unbounded."""
+    console = Console()
+    return console if console.is_terminal else Console(width=UNBOUNDED)
+
 
 # --- cells ------------------------------------------------------------------------------
 def format_interval(m: dict[str, float]) -> str:
@@ -205,19 +216,23 @@ def comparison_table(rows: dict[str, Row], table: dict, split: str, mode: str,
 def bucket_table(kind: str, per_metric: dict[str, dict[str, dict]], rows: dict[str, Row],
                  against: str) -> Table:
     """Each row's paired ΔHR@1 and ΔNDCG@10 to ``against`` by bucket of one kind, with the
-    bucket's size (``per_metric``: ``compare.bucket_comparison``'s value for the kind)."""
+    bucket's size (``per_metric``: ``compare.bucket_comparison``'s value for the kind): one
+    line per bucket and method, one header line."""
     table = Table(title=f"Δ to {rows[against].short} by {kind}", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)
+    table.add_column("bucket", no_wrap=True)
+    table.add_column("n", justify="right")
     table.add_column("method", style="bold", no_wrap=True)
+    for m in per_metric:
+        table.add_column(f"Δ{m}", justify="right", no_wrap=True)
     first = next(iter(per_metric.values()))
+    names = [n for n in rows if n != against and n in next(iter(first.values()))]
     for bucket, cells in first.items():
-        for m in per_metric:
-            table.add_column(f"{bucket} (n={cells['samples']}) Δ{m}", justify="right")
-    for name, row in rows.items():
-        if name == against or name not in next(iter(first.values())):
-            continue
-        table.add_row(row.short, *(short_cell(per_metric[m][b][name])
-                                   for b in first for m in per_metric))
+        for i, name in enumerate(names):
+            table.add_row(bucket if i == 0 else "", str(cells["samples"]) if i == 0 else "",
+                          rows[name].short, *(short_cell(per_metric[m][bucket][name])
+                                              for m in per_metric),
+                          end_section=i == len(names) - 1)
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,15 @@ from llara_kit.training.train import Trainer, train
 # (``LLARA_KIT_TEST_DEVICE=cuda make test`` runs the suite on a GPU).
 TEST_DEVICE = os.environ.get("LLARA_KIT_TEST_DEVICE", "cpu")
 CYCLE_SETTINGS = DataSettings(history=5, candidates=10, split=(0.6, 0.2, 0.2))
+
+
+def terminal(columns: int) -> dict[str, str]:
+    """Environment under which rich prints as to a terminal that wide (styles, no colour)."""
+    return {"COLUMNS": str(columns), "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}
+
+
+def unstyled(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def write_cycle_files(folder: Path, n_items: int = 30, n_users: int = 40, length: int = 12) -> Path:

@@ -1,11 +1,15 @@
 """The CLI through Click's CliRunner."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
+from helpers import terminal, unstyled
 
 from llara_kit import __version__
 from llara_kit.cli import cli
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_list_plugins_table():
@@ -16,12 +20,39 @@ def test_list_plugins_table():
     assert "two-stage" in result.output
 
 
-def test_list_plugins_fits_80_columns_with_whole_names():
-    result = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "80"})
-    lines = result.output.splitlines()
+def test_list_plugins_fits_an_80_column_terminal_with_whole_names():
+    result = CliRunner().invoke(cli, ["list-plugins"], env=terminal(80))
+    lines = unstyled(result.output).splitlines()
     assert max(map(len, lines)) <= 80
     for name in ("llara_kit.components", "llara_kit.data.sources", "llara_kit.data.public"):
         assert any(name in line for line in lines), name
+
+
+def test_off_a_terminal_tables_keep_every_cell_and_line():
+    """A log file or a pipe: the widths of a terminal do not apply, nothing wraps or is cut."""
+    result = CliRunner().invoke(cli, ["list-plugins"], env={"COLUMNS": "40"})
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) > 80 and "…" not in result.output
+    row = next(x for x in lines if "llara_kit.components" in x)
+    assert "encoder: sasrec, gru4rec, caser" in row  # one line per plugin
+
+
+def test_the_docs_say_what_the_code_does():
+    from llara_kit.plugins import KINDS
+    from llara_kit.training.train import RESUMABLE
+
+    cli_md = (DOCS / "cli.md").read_text()
+    assert f"new-plugin NAME --kind {'|'.join(KINDS)} " in cli_md
+    training = " ".join((DOCS / "training.md").read_text().split())
+    allowed = training.split("continues from it with the same settings (only ")[1].split(
+        " may change")[0]
+    named = {"device": "device", "precision": "precision", "checkpoint_every":
+             "checkpoint interval", "gradient_checkpointing": "gradient checkpointing",
+             "compile": "`--compile`", "max_prompt_tokens": "`--max-prompt-tokens`"}
+    assert set(named) == RESUMABLE and all(named[k] in allowed for k in RESUMABLE)
+    unknown = CliRunner().invoke(cli, ["train", "--no-such-option"])
+    assert unknown.exit_code == 2 and unknown.output.startswith("Usage: ")
+    assert "1 for an error" in cli_md and "2 for a usage error" in cli_md
 
 
 def test_list_plugins_json():

@@ -136,6 +136,7 @@ def _toml(value) -> str:
     return json.dumps(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("processes", PROCESSES[1:])
 def test_several_processes_train_like_one(runs, processes):
     one, many = runs[1], runs[processes]

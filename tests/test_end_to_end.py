@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from llara_kit.cli import cli
@@ -19,6 +20,7 @@ def invoke(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_movielens_on_smollm2_pretrain_train_evaluate_recommend_report(tmp_path):
     run = tmp_path / "run"
     encoder = json.loads(invoke("pretrain", "--encoder", "sasrec", "--epochs", "3", "--json"))

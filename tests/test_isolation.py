@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import FIXED, ISOLATED
 
 TESTS = Path(__file__).resolve().parent
@@ -43,6 +44,7 @@ def test_trained_evaluated_on_two_processes_and_reported(tmp_path):
 '''
 
 
+@pytest.mark.slow
 def test_the_suite_writes_nothing_into_the_users_home_or_temporary_folder(tmp_path):
     home, tmp = tmp_path / "user-home", tmp_path / "tmp"
     home.mkdir(), tmp.mkdir()

@@ -10,6 +10,7 @@ from llara_kit.errors import LlaraKitError
 from llara_kit.model.llm import embedded_gguf, load_backbone, resolve_llm
 
 
+@pytest.mark.slow
 def test_a_gguf_file_is_converted_once_into_the_cache():
     gguf = embedded_gguf("smollm2-135m")
     folder = Path(resolve_llm(str(gguf)))

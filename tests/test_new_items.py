@@ -280,6 +280,7 @@ def test_recommend_marks_new_items_and_can_rank_them(new_dir):
     assert torch.allclose(rec.encoder_scores(ids)[new], imputed, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_new_items_end_to_end_with_real_smollm2(tmp_path):
     """The real SmolLM2-135M through the CLI on data with attributes and new items: train
     with item dropout, the content base and attributes in the prompt; evaluate and compare

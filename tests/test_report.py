@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from helpers import train_tiny
+from helpers import terminal, train_tiny, unstyled
 
 from llara_kit.cli import cli
 from llara_kit.run_folder import load_metrics
@@ -56,16 +56,17 @@ def test_generation_modes_refuse_orders(run_dir):
 def test_compare_fits_80_columns(run_dir):
     CliRunner().invoke(cli, ["evaluate", str(run_dir), "--permutations", "3", "--draws", "2"])
     result = CliRunner().invoke(cli, ["compare", str(run_dir), "--against", "sasrec"],
-                                env={"COLUMNS": "80"})
+                                env=terminal(80))
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    output = unstyled(result.output)
+    lines = output.splitlines()
     table = lines[: next(i for i, line in enumerate(lines) if line.startswith("±"))]
     assert max(len(line) for line in table) <= 80
     for label in ("popularity", "sasrec alone", "LLaRA head+r+uc"):  # whole, on one line
         assert any(line.lstrip().startswith(label) for line in table), label
-    assert re.search(r"0\.\d{3}±\.\d{3}", result.output)
-    assert f"LLaRA head+r+uc: {run_dir}" in result.output
-    assert re.search(r"HR@1 range over 2 draws: popularity \d\.\d{3}, sasrec alone", result.output)
+    assert re.search(r"0\.\d{3}±\.\d{3}", output)
+    assert f"LLaRA head+r+uc: {run_dir}" in output
+    assert re.search(r"HR@1 range over 2 draws: popularity \d\.\d{3}, sasrec alone", output)
     rows = json.loads(CliRunner().invoke(cli, ["compare", str(run_dir), "--json"]).output)
     assert all(len(row["HR@1 by draw"]) == 2 for row in rows.values())
     wide = CliRunner().invoke(cli, ["compare", str(run_dir), "--intervals"],

@@ -216,10 +216,14 @@ def test_whole_catalogue_evaluation_and_comparison(second_dir):
     assert llm["ΔNDCG@10"]["value"] == pytest.approx(
         llm["NDCG@10"]["value"] - encoder["NDCG@10"]["value"])
     result = CliRunner().invoke(cli, ["compare", str(second_dir), "--candidates", "retrieved",
-                                      "--against", "sasrec", "--buckets"],
-                                env={"COLUMNS": "200"})
+                                      "--against", "sasrec", "--buckets", "--intervals"],
+                                env={"COLUMNS": "60"})  # off a terminal: no width applies
     assert result.exit_code == 0, result.output
     assert "by target popularity" in result.output and "by history" in result.output
+    lines = result.output.splitlines()
+    headers = [x.split() for x in lines if x.lstrip().startswith("bucket")]
+    assert headers == [["bucket", "n", "method", "ΔHR@1", "ΔNDCG@10"]] * 2, lines
+    assert "…" not in result.output and max(map(len, lines)) > 60  # every cell, whole
     bad = CliRunner().invoke(cli, ["evaluate", str(second_dir), "--candidates", "retrieved",
                                    "--permutations", "2"])
     assert bad.exit_code == 1 and "--candidates retrieved ranks" in bad.output

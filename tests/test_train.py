@@ -306,6 +306,7 @@ def test_resume_refuses_changed_settings(assets, tmp_path):
         train(config(assets, max_train_samples=8), tmp_path / "r", resume=True)
 
 
+@pytest.mark.slow
 def test_cli_train_with_real_smollm2(assets, tmp_path):
     """End to end: the real SmolLM2-135M, a handful of samples, through the CLI, as a
     residual second stage trained on mixed lists of cross-fitted encoders; then reload,

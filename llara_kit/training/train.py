@@ -154,8 +154,9 @@ class Trainer:
         if cfg.max_train_samples is None and len(self.plan.samples) < n_train:
             self.console.print(
                 f"No GPU: training on {len(self.plan.samples):,} of {n_train:,} train samples "
-                "(about 10 minutes on 2 cores); --max-train-samples sets another budget, --full "
-                "runs the paper's protocol.", soft_wrap=True)
+                "(the progress line's ETA, from the steps so far, says how long); "
+                "--max-train-samples sets another budget, --full runs the paper's protocol.",
+                soft_wrap=True)
 
     def check_memory(self, backbone: Backbone, longest: Longest) -> None:
         """Refuse, in one sentence, a run whose training micro-batch of the longest prompts
