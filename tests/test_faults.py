@@ -194,6 +194,22 @@ def damaged_run(tmp_path_factory):
     return run
 
 
+def test_an_evaluation_killed_midway_leaves_metrics_that_parse(damaged_run):
+    before = read_json(damaged_run / "metrics.json")
+    proc = subprocess.Popen([*CLI, "evaluate", str(damaged_run), "--draws", "2", "--no-fuse"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock, deadline = damaged_run / run_folder.LOCK, time.monotonic() + 300
+    while not (lock.is_file() and lock.read_text().startswith(f"process {proc.pid} ")):
+        assert proc.poll() is None and time.monotonic() < deadline, "it ended unkilled"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    after = read_json(damaged_run / "metrics.json")  # whole: what was there, or more
+    assert after["test"]["score"] == before["test"]["score"]
+    result = CliRunner().invoke(cli, ["evaluate", str(damaged_run), "--no-fuse"])
+    assert result.exit_code == 0, result.output
+
+
 def test_interrupted_evaluation_is_not_trusted(tmp_path):
     run = train_tiny(tmp_path, "run")
     assert CliRunner().invoke(cli, ["evaluate", str(run), "--no-fuse"]).exit_code == 0

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FIXED, ISOLATED
+from conftest import FIXED, ISOLATED, ROOT_PREFIX
 
 TESTS = Path(__file__).resolve().parent
 # What the suite does that could write into a home or a temporary folder: a module-scoped
@@ -48,6 +48,11 @@ def test_trained_evaluated_on_two_processes_and_reported(tmp_path):
 def test_the_suite_writes_nothing_into_the_users_home_or_temporary_folder(tmp_path):
     home, tmp = tmp_path / "user-home", tmp_path / "tmp"
     home.mkdir(), tmp.mkdir()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    for name, pid in (("abandoned", ended.stdout.strip()), ("live", str(os.getpid()))):
+        (tmp / f"{ROOT_PREFIX}{name}").mkdir()  # a killed session's folder, a running one's
+        (tmp / f"{ROOT_PREFIX}{name}" / "pid").write_text(pid)
     (tmp_path / "probe").mkdir()
     (tmp_path / "probe" / "test_probe.py").write_text(textwrap.dedent(PROBE))
     env = {k: v for k, v in os.environ.items() if k not in ISOLATED and k not in FIXED} | {
@@ -59,4 +64,5 @@ def test_the_suite_writes_nothing_into_the_users_home_or_temporary_folder(tmp_pa
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 passed" in result.stdout
     assert [str(p.relative_to(home)) for p in home.rglob("*")] == []
-    assert [p.name for p in tmp.iterdir()] == []  # the suite removes its caches and logs
+    # the suite removes its caches and logs, and what a killed session left
+    assert [p.name for p in tmp.iterdir()] == [f"{ROOT_PREFIX}live"]
