@@ -386,8 +386,9 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in recs], indent=2))
         return
-    render.stdout().print(render.recommendations_table(recs))
-    render.stdout().print(f"ranked by {recommender.stage}", soft_wrap=True)
+    console = render.stdout()
+    console.print(render.recommendations_table(recs))
+    console.print(f"ranked by {recommender.stage}", soft_wrap=True)
 
 
 @cli.command("new-plugin")
