@@ -106,7 +106,7 @@ def measure(trainer: Trainer, steps: int, warm: int, reference: bool) -> dict:
         torch.cuda.reset_peak_memory_stats()
     rows = []
     for step in range(warm + steps):
-        batch = trainer.micro_batch(step, trainer.schedule(0.5))  # for the padding share
+        batch = trainer.micro_batch(step, trainer.assembled.schedule(0.5))  # padding share
         _sync(device)
         started = time.perf_counter()
         entry = trainer._step(step, total_micro)
