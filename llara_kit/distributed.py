@@ -37,6 +37,17 @@ from llara_kit.errors import LlaraKitError
 FSDP2_TORCH = (2, 8)
 
 
+# Where launchers put this process's rank (torchrun, then the MPI implementations), as
+# accelerate reads them.
+RANK_VARIABLES = ["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"]
+
+
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (0 when started alone), readable before
+    any process group exists."""
+    return get_int_from_env(RANK_VARIABLES, 0)
+
+
 def launched() -> bool:
     """Whether a launcher (torchrun, accelerate launch, mpirun) started several processes."""
     return get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"], 1) > 1

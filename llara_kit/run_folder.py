@@ -52,10 +52,12 @@ def owned(run_dir: Path, doing: str, fix: str) -> Iterator[None]:
     """Hold an existing run folder while this process writes into it (``doing``: what for):
     an OS lock on its ``.lock`` file, which the kernel releases when the process ends, killed
     or not. Another process that asks for it meanwhile fails at once with one sentence that
-    names the holder and ``fix``. Re-entrant within a process; under a launcher only rank 0
-    locks."""
+    names the holder and ``fix``. Re-entrant within a process; under a launcher (torchrun,
+    mpirun) only rank 0 locks."""
+    from llara_kit.distributed import launched_rank  # torch: whoever locks a run has it
+
     folder = Path(run_dir).resolve()
-    if folder in _owned or not folder.is_dir() or os.environ.get("RANK", "0") != "0":
+    if folder in _owned or not folder.is_dir() or launched_rank() != 0:
         _owned[folder] = _owned.get(folder, 0) + 1
         try:
             yield

@@ -18,10 +18,12 @@ from click.testing import CliRunner
 from helpers import CYCLE_SETTINGS, TEST_DEVICE, tiny_llm_folder, write_cycle_files
 from safetensors.torch import load_file
 
+from llara_kit import run_folder
 from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
 from llara_kit.devices import pick_device
 from llara_kit.distributed import (
+    RANK_VARIABLES,
     check_engine,
     command,
     deepspeed_settings,
@@ -236,3 +238,17 @@ def test_deepspeed_takes_the_runs_own_settings():
         "train_batch_size": 48, "gradient_clipping": 0.5}
     settings = yaml.safe_load((EXAMPLES / "deepspeed-zero3-7b.yaml").read_text())
     assert not settings["deepspeed_config"].keys() & deepspeed_settings(1, 1, 1.0, 1).keys()
+
+
+@pytest.mark.parametrize("variable", RANK_VARIABLES)
+def test_only_rank_0_locks_the_run_folder_whichever_launcher_set_the_rank(tmp_path, monkeypatch,
+                                                                           variable):
+    """torchrun sets RANK, mpirun PMI_RANK / OMPI_COMM_WORLD_RANK / MV2_COMM_WORLD_RANK."""
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for rank, locks in (("1", False), ("0", True)):
+        folder = tmp_path / f"rank{rank}"
+        folder.mkdir()
+        monkeypatch.setenv(variable, rank)
+        with run_folder.owned(folder, "training", "wait"):
+            assert (folder / run_folder.LOCK).is_file() == locks
