@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import (
     DistributedDataParallelKwargs,
     DistributedType,
+    InitProcessGroupKwargs,
     gather_object,
     get_int_from_env,
 )
@@ -40,6 +42,12 @@ FSDP2_TORCH = (2, 8)
 # Where launchers put this process's rank (torchrun, then the MPI implementations), as
 # accelerate reads them.
 RANK_VARIABLES = ["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"]
+
+
+# How long a rank waits at a collective: rank 0's first-time work (converting a GGUF file,
+# pre-training the encoder, cross-fitted training lists) runs while the others wait, and
+# takes longer than NCCL's default 10 minutes on a large catalogue or model.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 def launched_rank() -> int:
@@ -116,9 +124,31 @@ def make_accelerator(device: str, grad_accum: int = 1) -> tuple[Accelerator, tor
     check_engine(chosen)
     # Text-only micro-batches leave the projector without a gradient: DDP must allow that.
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    patient = InitProcessGroupKwargs(timeout=COLLECTIVE_TIMEOUT)
     accelerator = Accelerator(cpu=launched() and chosen.type == "cpu", device_placement=False,
-                              kwargs_handlers=[unused], gradient_accumulation_steps=grad_accum)
+                              kwargs_handlers=[unused, patient],
+                              gradient_accumulation_steps=grad_accum)
     return accelerator, chosen
+
+
+def allow_unused_gradients(engine: torch.nn.Module) -> None:
+    """Let ranks leave parameters without a gradient under FSDP2, as DDP's
+    ``find_unused_parameters`` does: a rank whose micro-batch slice holds no hybrid sample
+    never runs the projector, and FSDP2 would otherwise reduce-scatter fewer gradients on it
+    than on the others (mismatched collectives: a hang or an abort)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(engine, FSDPModule):
+        engine.set_reduce_scatter_unused_params(True)
+
+
+def trainable_state(engine: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable weights, whole and on the CPU, gathered from every rank (FSDP2: every
+    rank must call it); the frozen ones are not gathered."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(engine, options=StateDictOptions(
+        full_state_dict=True, cpu_offload=True, ignore_frozen_params=True))
 
 
 def configure_deepspeed(accelerator: Accelerator, batch_size: int, grad_accum: int,
@@ -169,7 +199,7 @@ def process_share() -> tuple[int, int]:
     """(rank, number of processes) of this run."""
     if not launched():
         return 0, 1
-    state = PartialState()
+    state = PartialState(timeout=COLLECTIVE_TIMEOUT)
     return state.process_index, state.num_processes
 
 
@@ -178,7 +208,7 @@ def main_writes(write: Callable[[], None]) -> None:
     if not launched():
         write()
         return
-    state = PartialState()
+    state = PartialState(timeout=COLLECTIVE_TIMEOUT)
     if state.is_main_process:
         write()
     state.wait_for_everyone()

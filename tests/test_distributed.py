@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,12 @@ from llara_kit.cli import cli
 from llara_kit.config import TrainConfig
 from llara_kit.devices import pick_device
 from llara_kit.distributed import (
+    COLLECTIVE_TIMEOUT,
     RANK_VARIABLES,
     check_engine,
     command,
     deepspeed_settings,
+    make_accelerator,
     my_share,
     shard,
     sharding_engine,
@@ -252,3 +255,81 @@ def test_only_rank_0_locks_the_run_folder_whichever_launcher_set_the_rank(tmp_pa
         monkeypatch.setenv(variable, rank)
         with run_folder.owned(folder, "training", "wait"):
             assert (folder / run_folder.LOCK).is_file() == locks
+
+
+def test_ranks_wait_for_first_time_work_longer_than_nccls_default():
+    accelerator, _ = make_accelerator("cpu")
+    assert accelerator.init_handler.timeout == COLLECTIVE_TIMEOUT >= timedelta(hours=1)
+
+
+# FSDP2 on CPUs (gloo), on two ranks: a frozen layer, a trainable one every rank uses and one
+# only rank 0 uses (as the projector when only rank 0's slice holds a hybrid sample).
+FSDP2_SCRIPT = '''
+import copy, json, sys
+import torch, torch.distributed as dist
+from torch import nn
+from torch.distributed.fsdp import fully_shard
+from llara_kit.distributed import allow_unused_gradients, trainable_state
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.frozen, self.shared, self.sometimes = (nn.Linear(8, 8) for _ in range(3))
+        self.frozen.requires_grad_(False)
+
+    def forward(self, r):  # the loss of rank r's micro-batch
+        x = torch.randn(4, 8, generator=torch.Generator().manual_seed(r))
+        x = self.shared(self.frozen(x))
+        return (self.sometimes(x) if r == 0 else x).pow(2).mean()
+
+
+model = Model()
+reference = copy.deepcopy(model)  # one process, the two ranks' mean loss
+(reference(0) + reference(1)).div(2).backward()
+with torch.no_grad():
+    for p in reference.parameters():
+        if p.requires_grad:
+            p -= 0.1 * p.grad
+for part in (model.frozen, model.shared, model):  # as accelerate: layers, then the root
+    fully_shard(part)  # (which holds the projector, as here `sometimes`)
+if sys.argv[1] == "allow":
+    allow_unused_gradients(model)
+model(rank).backward()
+with torch.no_grad():
+    for p in model.parameters():
+        if p.requires_grad:
+            p -= 0.1 * p.grad
+state = trainable_state(model)
+if rank == 0:
+    expected = {k: v for k, v in reference.state_dict().items() if not k.startswith("frozen")}
+    print(json.dumps({"keys": sorted(state), "equal": all(
+        torch.allclose(state[k], expected[k], atol=1e-6) for k in expected)}))
+dist.destroy_process_group()
+'''
+
+
+@pytest.mark.parametrize("allow", [True, False])
+def test_fsdp2_ranks_may_leave_a_parameter_unused_and_save_only_trainable_weights(tmp_path,
+                                                                                   allow):
+    script = tmp_path / "fsdp2.py"
+    script.write_text(FSDP2_SCRIPT)
+    argv = command(2, log_dir=tmp_path / "logs")
+    argv = argv[:argv.index("-m", 3)] + [str(script), "allow" if allow else "default"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    except subprocess.TimeoutExpired:  # a hang: what the default may do instead
+        assert not allow
+        return
+    if not allow:  # FSDP2's default: mismatched reduce-scatters between the two ranks
+        assert done.returncode != 0 and "ValueError" not in done.stderr, done.stderr[-3000:]
+        return
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"keys": ["shared.bias", "shared.weight", "sometimes.bias",
+                            "sometimes.weight"], "equal": True}

@@ -31,10 +31,12 @@ from llara_kit.config import TrainConfig
 from llara_kit.data import target_positions
 from llara_kit.devices import bf16_supported
 from llara_kit.distributed import (
+    allow_unused_gradients,
     configure_deepspeed,
     largest_share,
     make_accelerator,
     my_share,
+    trainable_state,
 )
 from llara_kit.errors import LlaraKitError
 from llara_kit.model.batching import Batch, collate
@@ -147,6 +149,7 @@ class Trainer:
                                       weight_decay=cfg.weight_decay)
         configure_deepspeed(self.accelerator, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm)
         self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        allow_unused_gradients(self.engine)
         # after prepare: FSDP puts sharded tensors in place of the parameters
         self.params = [p for p in self.engine.parameters() if p.requires_grad]
         self.plan = self._make_plan()
@@ -299,7 +302,10 @@ class Trainer:
                                                      DistributedType.DEEPSPEED)
 
     def _gathered(self) -> dict[str, torch.Tensor] | None:
-        """The whole model's weights, gathered onto rank 0 by every rank (sharded engines)."""
+        """Sharded engines: the weights to save, gathered by every rank (FSDP2: the trainable
+        ones only; DeepSpeed: the whole model, as accelerate gathers it)."""
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            return trainable_state(self.engine)
         return self.accelerator.get_state_dict(self.engine) if self.sharded else None
 
     def save_checkpoint(self, step: int) -> None:
