@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -164,6 +166,51 @@ def test_several_processes_train_like_one(runs, processes):
         # gradient is 0 and Adam turns rounding into steps ~lr.
         for key in w1.keys() - {"head.bias"}:
             torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=5e-4, msg=key)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux: from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (kids := children.get(todo.pop(), []))
+        todo += kids
+    return found
+
+
+@pytest.mark.slow
+def test_two_processes_killed_mid_run_resume_to_the_same_weights(runs, tmp_path):
+    """The checkpoint's weights go into the model before accelerate prepares it (where a
+    sharding engine would split them or copy them into master weights)."""
+    config = runs[2].parent / "config.toml"
+    out = tmp_path / "killed"
+    args = ["train", "--config", str(config), "--checkpoint-every", "2", "--out", str(out)]
+    proc = subprocess.Popen(command(2, log_dir=tmp_path / "logs") + args,
+                            env=os.environ | {"OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state, deadline = out / "checkpoint" / "state.json", time.monotonic() + 300
+    while not state.is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.002)
+    for pid in [proc.pid, *_descendants(proc.pid)]:  # torchrun, then both ranks
+        os.kill(pid, signal.SIGSTOP)  # (its ranks run in sessions of their own)
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists(), "the run ended before it could be killed"
+    _llara_kit(2, *args, "--resume")
+    for file in ("adapter/adapter_model.safetensors", "projector.safetensors",
+                 "objective.safetensors"):
+        straight, resumed = load_file(runs[2] / file), load_file(out / file)
+        assert straight.keys() == resumed.keys()
+        for key in straight:
+            torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-5, msg=key)
 
 
 def test_several_processes_evaluate_every_user_once(runs):

@@ -117,8 +117,9 @@ class Trainer:
     on several processes), which the loop calls."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, console: Console | None = None,
-                 show_progress: bool = True, backbone: Backbone | None = None):
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+                 show_progress: bool = True, backbone: Backbone | None = None,
+                 resume: bool = False):
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.accelerator, self.device = make_accelerator(cfg.device, cfg.grad_accum)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
@@ -148,6 +149,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
         configure_deepspeed(self.accelerator, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm)
+        # into the whole model, before an engine shards it or copies it into master weights
+        self.checkpoint = self.load_checkpoint_weights() if resume else None
         self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         allow_unused_gradients(self.engine)
         # after prepare: FSDP puts sharded tensors in place of the parameters
@@ -322,14 +325,23 @@ class Trainer:
                 run_folder.write_checkpoint_state(tmp, step)
         self.accelerator.wait_for_everyone()
 
-    def load_checkpoint(self) -> int:
+    def load_checkpoint_weights(self) -> Path | None:
+        """The checkpoint's LoRA, projector and objective weights into the unprepared model
+        (every rank reads them); its folder, or None when there is none yet."""
         ckpt = complete_dir(run_folder.checkpoint_path(self.run_dir),
                             run_folder.CHECKPOINT_STATE)
+        if ckpt is not None:
+            adapter = read_tensors(ckpt / "adapter" / "adapter_model.safetensors")
+            set_peft_model_state_dict(self.model.llm, adapter)
+            load_trainable(self.model, ckpt)
+        return ckpt
+
+    def load_checkpoint_state(self) -> int:
+        """The optimizer's moments (when the checkpoint holds them) into the prepared
+        optimizer; the step to continue from (0 without a checkpoint)."""
+        ckpt = self.checkpoint
         if ckpt is None:
             return 0
-        adapter = read_tensors(ckpt / "adapter" / "adapter_model.safetensors")
-        set_peft_model_state_dict(self.model.llm, adapter)
-        load_trainable(self.model, ckpt)
         if (ckpt / "optimizer.safetensors").is_file():
             _load_optimizer(self.optimizer, self.params,
                             read_tensors(ckpt / "optimizer.safetensors"))
@@ -339,7 +351,8 @@ class Trainer:
         return run_folder.read_checkpoint_step(ckpt)
 
     # --- the loop -------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self) -> dict[str, Any]:
+        """Train from the start, or on from the checkpoint when built with ``resume``."""
         cfg, plan = self.cfg, self.plan
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:
@@ -347,8 +360,8 @@ class Trainer:
             copy_encoder(self.assembled.encoder_choice.folder, self.run_dir)
             if self.model.signals is not None:
                 self.model.signals.save(self.run_dir)
-        start = self.load_checkpoint() if resume else 0
-        kept = run_folder.read_log(self.run_dir, torn_tail=True) if resume else []
+        start = self.load_checkpoint_state()
+        kept = run_folder.read_log(self.run_dir, torn_tail=True) if self.resume else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
         self.accelerator.wait_for_everyone()  # all have read before rank 0 rewrites
         if self.is_main:
@@ -536,8 +549,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False,
                 f"Run folder {str(run_dir)!r} already holds a run; pass --resume to continue "
                 "it or choose another --out."
             )
-        trainer = Trainer(cfg, run_dir, console, show_progress)
+        trainer = Trainer(cfg, run_dir, console, show_progress, resume=resume)
         if trainer.is_main and (not resume or not run_folder.has_data_manifest(run_dir)):
             # (on --resume: a kill may have come between the config and the data manifest)
             run_folder.write_config(run_dir, cfg, trainer.data.manifest)
-        return trainer.run(resume=resume)
+        return trainer.run()
