@@ -75,15 +75,20 @@ def tiny_llm_folder() -> Path:
     return folder
 
 
-def tiny_config(root: Path, n_items: int = 30, **kw) -> TrainConfig:
-    """Settings of a run of the tiny Llama on the cycle data of ``n_items`` (16 samples);
+def tiny_settings(data_dir: Path, **kw) -> TrainConfig:
+    """Settings of a run of the tiny Llama on the cycle data in ``data_dir`` (16 samples);
     ``kw`` overrides settings."""
     s = CYCLE_SETTINGS
-    return TrainConfig(dataset="csv", data_dir=str(write_cycle_files(root / "cycle", n_items)),
-                       llm=str(tiny_llm_folder()), history=s.history,
-                       candidates=s.candidates, split=s.split, template="item",
-                       precision="fp32", batch_size=4, grad_accum=1, max_train_samples=16,
-                       device=TEST_DEVICE, encoder_options={"hidden_size": 16}, **kw)
+    base = dict(dataset="csv", data_dir=str(data_dir), llm=str(tiny_llm_folder()),
+                history=s.history, candidates=s.candidates, split=s.split, template="item",
+                precision="fp32", batch_size=4, grad_accum=1, max_train_samples=16,
+                device=TEST_DEVICE, encoder_options={"hidden_size": 16})
+    return TrainConfig(**(base | kw))
+
+
+def tiny_config(root: Path, n_items: int = 30, **kw) -> TrainConfig:
+    """``tiny_settings`` on cycle data of ``n_items`` written under ``root``."""
+    return tiny_settings(write_cycle_files(root / "cycle", n_items), **kw)
 
 
 def train_in_memory(cfg: TrainConfig, run_dir: Path, before=None) -> Run:

@@ -18,12 +18,11 @@ import yaml
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, TEST_DEVICE, tiny_llm_folder, write_cycle_files
+from helpers import CYCLE_SETTINGS, tiny_config, tiny_llm_folder, write_cycle_files
 from safetensors.torch import load_file
 
 from llara_kit import run_folder
 from llara_kit.cli import cli
-from llara_kit.config import TrainConfig
 from llara_kit.devices import pick_device
 from llara_kit.distributed import (
     COLLECTIVE_TIMEOUT,
@@ -71,13 +70,8 @@ def test_device_names_are_checked():
 def test_the_plan_does_not_depend_on_the_number_of_processes(tmp_path):
     """17 samples in micro-batches of 4: five micro-batches, the last of one sample, for one
     process and for five (where four ranks run a stand-in in the last)."""
-    s = CYCLE_SETTINGS
-    cfg = TrainConfig(dataset="csv", data_dir=str(write_cycle_files(tmp_path / "cycle")),
-                      llm=str(tiny_llm_folder()), history=s.history,
-                      candidates=s.candidates, split=s.split, template="item",
-                      batch_size=4, grad_accum=1, max_train_samples=17, device=TEST_DEVICE,
-                      encoder_options={"hidden_size": 16})
-    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    trainer = Trainer(tiny_config(tmp_path, max_train_samples=17), tmp_path / "run",
+                      show_progress=False)
     one = trainer._epoch(0)[0]
     assert trainer.plan.micro_per_epoch == len(one) == 5
     assert sorted(map(len, one)) == [1, 4, 4, 4, 4]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, TEST_DEVICE, tiny_llm_folder, write_cycle_files
+from helpers import TEST_DEVICE, tiny_llm_folder, tiny_settings, write_cycle_files
 from rich.console import Console
 from safetensors.torch import load_file
 
@@ -36,12 +36,7 @@ def assets(tmp_path_factory):
 
 
 def config(assets, **kw) -> TrainConfig:
-    s = CYCLE_SETTINGS
-    base = dict(dataset="csv", data_dir=assets["data_dir"], llm=assets["llm"], history=s.history,
-                candidates=s.candidates, split=s.split, template="item", precision="fp32",
-                batch_size=4, grad_accum=1, max_train_samples=16, device=TEST_DEVICE,
-                encoder_options={"hidden_size": 16})
-    return TrainConfig(**(base | kw))
+    return tiny_settings(assets["data_dir"], **kw)
 
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:

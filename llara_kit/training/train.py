@@ -119,7 +119,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: Path, console: Console | None = None,
                  show_progress: bool = True, backbone: Backbone | None = None,
                  resume: bool = False):
-        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.cfg, self.run_dir = cfg, Path(run_dir)
         self.accelerator, self.device = make_accelerator(cfg.device, cfg.grad_accum)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
@@ -361,7 +361,7 @@ class Trainer:
             if self.model.signals is not None:
                 self.model.signals.save(self.run_dir)
         start = self.load_checkpoint_state()
-        kept = run_folder.read_log(self.run_dir, torn_tail=True) if self.resume else []
+        kept = run_folder.read_log(self.run_dir, torn_tail=True) if self.checkpoint else []
         log = [e for e in kept if e["step"] < start]  # steps after the checkpoint run again
         self.accelerator.wait_for_everyone()  # all have read before rank 0 rewrites
         if self.is_main:
