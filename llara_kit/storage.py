@@ -140,8 +140,8 @@ def read_json(path: Path) -> Any:
 
 
 def read_tensors(path: Path, framework: str = "pt") -> dict[str, Any]:
-    """The safetensors file ``path`` as torch tensors (``framework="np"``: arrays), with its
-    metadata under no key; one sentence if it is damaged."""
+    """The safetensors file ``path`` as torch tensors (``framework="np"``: arrays; its
+    metadata: ``read_metadata``); one sentence if it is damaged."""
     from safetensors import safe_open
 
     with reading(path), safe_open(str(path), framework) as fh:
