@@ -67,6 +67,11 @@ def file_system_message(exc: OSError, resumable: bool = False) -> str:
             f"temporary file first){then}.")
 
 
+def echo(text: str) -> None:
+    """Print a command's result (see ``render.results``)."""
+    click.echo(text, file=render.results())
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(VERSION, prog_name="llara-kit")
 @click.pass_context
@@ -84,7 +89,7 @@ def list_plugins(as_json: bool) -> None:
     """List installed plugins and the components each provides."""
     plugins = [info.to_dict() for info in load_plugins().plugins.values()]
     if as_json:
-        click.echo(json.dumps(plugins, indent=2))
+        echo(json.dumps(plugins, indent=2))
         return
     render.stdout().print(render.plugins_table(plugins, KINDS))
 
@@ -108,7 +113,7 @@ def show_data(kw: dict, as_json: bool, titles_of=None) -> None:
     prepared, reused = load_data(kw)
     titles = titles_of(prepared) if titles_of else None
     if as_json:
-        click.echo(json.dumps(render.data_json(prepared, reused, titles), indent=2))
+        echo(json.dumps(render.data_json(prepared, reused, titles), indent=2))
     else:
         render.stdout().print(render.data_table(prepared, reused, titles))
 
@@ -168,7 +173,7 @@ def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: in
                               device=device)
     report = result.report | {"path": str(result.path), "reused": result.reused}
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        echo(json.dumps(report, indent=2))
         return
     how = "reused from" if result.reused else f"trained in {report['seconds']:.0f} s, stored in"
     render.stdout().print(render.metrics_table(
@@ -261,7 +266,7 @@ def evaluate_command(run: Path, split: str, mode: str, zero_shot: bool, fuse: bo
     if as_json:
         layout_info = {k: result.info[k] for k in ("by_position", "position_bias", "spread")
                        if several}
-        click.echo(json.dumps(columns | ({"layouts": layout_info} if several else {}), indent=2))
+        echo(json.dumps(columns | ({"layouts": layout_info} if several else {}), indent=2))
         return
     console = render.stdout()
     title = f"{run.name}: {result.method} on {split} ({len(result.targets)} users)"
@@ -321,13 +326,13 @@ def compare(runs: tuple[Path, ...], split: str, mode: str, against: str | None, 
     paired = add_paired(rows, against) if against else None
     table = table_json(rows, paired)
     if as_json:
-        click.echo(json.dumps(table, indent=2))
+        echo(json.dumps(table, indent=2))
         return
     if markdown:
         shown = ["HR@1", "HR@5", "NDCG@10", "MRR", "ValidRatio"]
         if paired:
             shown = [*PAIRED, *(f"Δ{m}" for m in PAIRED)]
-        click.echo(render.markdown(table, shown))
+        echo(render.markdown(table, shown))
         return
     against_name = find_row(rows, against) if against else None
     console = render.stdout()
@@ -364,7 +369,7 @@ def report(runs: tuple[Path, ...], out: Path | None, split: str, mode: str) -> N
     from llara_kit.evaluation.report import write_report  # matplotlib: only this command needs it
 
     path = write_report(list(runs), out or runs[0] / "report.html", split, mode)
-    click.echo(f"report: {path.resolve()}")
+    echo(f"report: {path.resolve()}")
 
 
 @cli.command()
@@ -384,7 +389,7 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
     recommender = Recommender.from_run(run, device=device)
     recs = recommender.recommend(list(history), list(candidates) or None, top_k)
     if as_json:
-        click.echo(json.dumps([r.__dict__ for r in recs], indent=2))
+        echo(json.dumps([r.__dict__ for r in recs], indent=2))
         return
     console = render.stdout()
     console.print(render.recommendations_table(recs))
@@ -400,7 +405,7 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
 def new_plugin(name: str, kind: str, parent: Path) -> None:
     """Write a working, tested plugin package NAME providing one KIND component NAME."""
     folder = write_plugin(name, kind, parent)
-    click.echo(f"wrote {folder}/ (pyproject.toml, {name.replace('-', '_')}.py, tests/, "
+    echo(f"wrote {folder}/ (pyproject.toml, {name.replace('-', '_')}.py, tests/, "
                f"README.md); next:\n  pip install -e {folder}\n  pytest {folder}\n"
                "  llara-kit list-plugins")
 
@@ -413,6 +418,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if int(os.environ.get("RANK", "0")) > 0:  # launched processes: rank 0 prints the results
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    render.keep_stdout_for_results()
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     try:
         load_plugins().add_commands(cli)

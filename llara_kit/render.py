@@ -5,7 +5,8 @@ module (the CLI parses and calls the library, this renders). Imports rich only, 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich import box
 from rich.console import Console
@@ -23,10 +24,28 @@ if TYPE_CHECKING:
 UNBOUNDED = 100_000
 
 
+# The standard output a command started with, once ``keep_stdout_for_results`` has run.
+_results: TextIO | None = None
+
+
+def keep_stdout_for_results() -> None:
+    """Keep standard output for the command's results: whatever else writes to it from now
+    on (libraries' log lines, such as DeepSpeed's, which logs to standard output) goes to
+    standard error, so that ``--json`` output stays JSON."""
+    global _results
+    _results = sys.stdout
+    sys.stdout = sys.stderr
+
+
+def results() -> TextIO:
+    """The stream the commands' results go to."""
+    return _results or sys.stdout
+
+
 def stdout() -> Console:
     """Where the commands print results: the terminal at its width, else unbounded."""
-    console = Console()
-    return console if console.is_terminal else Console(width=UNBOUNDED)
+    console = Console(file=results())
+    return console if console.is_terminal else Console(file=results(), width=UNBOUNDED)
 
 
 # --- cells ------------------------------------------------------------------------------

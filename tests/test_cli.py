@@ -1,6 +1,8 @@
 """The CLI through Click's CliRunner."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -64,6 +66,31 @@ def test_list_plugins_json():
         "objective": ["title", "head"]}
     assert plugins["llara_kit.model.schedules"]["status"] == "ok"
     assert plugins["llara_kit.model.schedules"]["source"] == "built-in"
+
+
+# A library that, once the command runs, logs to standard output (as DeepSpeed does when a
+# model is saved with it installed).
+NOISY_LIBRARY = """
+import logging, sys
+from llara_kit import cli
+plain = cli.load_plugins
+def load_plugins():
+    log = logging.getLogger("noisy")
+    log.addHandler(logging.StreamHandler(sys.stdout))
+    log.warning("library chatter")
+    return plain()
+cli.load_plugins = load_plugins
+sys.argv = ["llara-kit", "list-plugins", "--json"]
+cli.main()
+"""
+
+
+def test_results_keep_stdout_to_themselves():
+    done = subprocess.run([sys.executable, "-c", NOISY_LIBRARY], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "llara_kit.components" in {p["name"] for p in json.loads(done.stdout)}
+    assert "library chatter" in done.stderr
 
 
 def test_version_and_help():
