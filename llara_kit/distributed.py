@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,45 +132,81 @@ def make_accelerator(device: str, grad_accum: int = 1) -> tuple[Accelerator, tor
     return accelerator, chosen
 
 
-def allow_unused_gradients(engine: torch.nn.Module) -> None:
-    """Let ranks leave parameters without a gradient under FSDP2, as DDP's
-    ``find_unused_parameters`` does: a rank whose micro-batch slice holds no hybrid sample
-    never runs the projector, and FSDP2 would otherwise reduce-scatter fewer gradients on it
-    than on the others (mismatched collectives: a hang or an abort)."""
+def allow_unused_gradients(accelerator: Accelerator, engine: torch.nn.Module,
+                           model: torch.nn.Module) -> None:
+    """Let ranks run different parts of the LLaRA ``model`` (the unprepared module inside
+    ``engine``): a rank whose micro-batch slice holds no hybrid sample never runs the projector
+    (nor the parts fed by it). DDP allows that (``find_unused_parameters``); FSDP2 would
+    reduce-scatter fewer gradients on that rank than on the others, and DeepSpeed's ZeRO
+    reduces gradient buckets (and, at stage 3, gathers a module's weights at each call) that
+    would differ between ranks: mismatched collectives, a hang or an abort. FSDP2 is told to
+    reduce-scatter unused parameters too; under DeepSpeed the model runs the projector path on
+    every batch, on no tokens in a text-only one (``LlaraModel.always_project``)."""
     from torch.distributed.fsdp import FSDPModule
 
     if isinstance(engine, FSDPModule):
         engine.set_reduce_scatter_unused_params(True)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        model.always_project = True
 
 
-def trainable_state(engine: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable weights, whole and on the CPU, gathered from every rank (FSDP2: every
-    rank must call it); the frozen ones are not gathered."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+def trainable_state(accelerator: Accelerator, engine: torch.nn.Module
+                    ) -> dict[str, torch.Tensor] | None:
+    """Sharded engines: the trainable weights, whole and on the CPU, gathered from every rank
+    (every rank must call it; rank 0's result is the one to save); the frozen ones are not
+    gathered. None in one process and under DDP, where the model holds them whole."""
+    kind = accelerator.distributed_type
+    if kind == DistributedType.FSDP:
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
 
-    return get_model_state_dict(engine, options=StateDictOptions(
-        full_state_dict=True, cpu_offload=True, ignore_frozen_params=True))
+        return get_model_state_dict(engine, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True, ignore_frozen_params=True))
+    if kind == DistributedType.DEEPSPEED:
+        return deepspeed_trainable_state(engine)
+    return None
+
+
+def deepspeed_trainable_state(engine: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """A DeepSpeed engine's trainable weights on the CPU: gathered layer by layer at ZeRO
+    stage 3 (rank 0's; None on the others), read from the module below it (whose weights every
+    rank holds whole and up to date after each step)."""
+    if engine.zero_optimization_partition_weights():
+        return engine._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)
+    return {name: p.detach().cpu().clone() for name, p in engine.module.named_parameters()
+            if p.requires_grad}
 
 
 def configure_deepspeed(accelerator: Accelerator, batch_size: int, grad_accum: int,
-                        max_grad_norm: float) -> None:
+                        max_grad_norm: float, bf16: bool) -> None:
     """Give DeepSpeed the run's own settings before ``prepare`` (the trainer feeds it no
-    data loader to read them from): one rank's micro-batch, accumulation and clipping."""
+    data loader to read them from): one rank's micro-batch, accumulation, clipping and
+    precision."""
     if accelerator.distributed_type != DistributedType.DEEPSPEED:
         return
     config = accelerator.state.deepspeed_plugin.deepspeed_config
     config.update(deepspeed_settings(batch_size, grad_accum, max_grad_norm,
-                                     accelerator.num_processes))
+                                     accelerator.num_processes, bf16))
 
 
 def deepspeed_settings(batch_size: int, grad_accum: int, max_grad_norm: float,
-                       world: int) -> dict[str, int | float]:
-    """The DeepSpeed config entries llara-kit owns, for ``world`` processes."""
+                       world: int, bf16: bool) -> dict[str, Any]:
+    """The DeepSpeed config entries llara-kit owns, for ``world`` processes.
+
+    Precision is the trainer's, as under DDP and FSDP: frozen weights in bf16 on CUDA,
+    trainable ones in fp32, the forward under bf16 autocast when ``bf16``. DeepSpeed turns an
+    autocast begun outside its engine off unless its ``torch_autocast`` section asks for it,
+    and its own ``bf16`` mode would cast the whole module (trainable weights included) to
+    bf16, so the one is set to the trainer's choice and the other off."""
     per_rank = largest_share(batch_size, world)
     return {"train_micro_batch_size_per_gpu": per_rank,
             "gradient_accumulation_steps": grad_accum,
             "train_batch_size": per_rank * grad_accum * world,
-            "gradient_clipping": max_grad_norm}
+            "gradient_clipping": max_grad_norm,
+            "torch_autocast": {"enabled": bf16, "dtype": "bfloat16"},
+            "bf16": {"enabled": False}, "fp16": {"enabled": False}}
 
 
 def largest_share(batch_size: int, world: int) -> int:

@@ -277,11 +277,108 @@ def test_fsdp_needs_version_2_and_a_recent_torch(monkeypatch):
 def test_deepspeed_takes_the_runs_own_settings():
     """Three processes share a micro-batch of 4 (slices of 2, 1, 1): DeepSpeed's micro-batch
     is the largest slice, its accumulation and clipping the run's."""
-    assert deepspeed_settings(4, 8, 0.5, 3) == {
+    assert deepspeed_settings(4, 8, 0.5, 3, bf16=True) == {
         "train_micro_batch_size_per_gpu": 2, "gradient_accumulation_steps": 8,
-        "train_batch_size": 48, "gradient_clipping": 0.5}
+        "train_batch_size": 48, "gradient_clipping": 0.5,
+        "torch_autocast": {"enabled": True, "dtype": "bfloat16"},
+        "bf16": {"enabled": False}, "fp16": {"enabled": False}}
+    assert deepspeed_settings(1, 1, 1.0, 1, bf16=False)["torch_autocast"]["enabled"] is False
     settings = yaml.safe_load((EXAMPLES / "deepspeed-zero3-7b.yaml").read_text())
-    assert not settings["deepspeed_config"].keys() & deepspeed_settings(1, 1, 1.0, 1).keys()
+    assert not settings["deepspeed_config"].keys() & deepspeed_settings(1, 1, 1.0, 1, True).keys()
+
+
+# DeepSpeed on CPUs (gloo), on two ranks, with the config llara-kit writes: a frozen bf16
+# layer, a trainable one every rank uses, and one only rank 0's slice needs (the projector
+# when only rank 0 holds a hybrid sample), which rank 1 calls on no rows ("always") or not
+# at all ("skip"). Small weights are kept whole unless the persistence threshold is 0.
+DEEPSPEED_SCRIPT = '''
+import copy, json, sys
+import deepspeed, torch, torch.distributed as dist
+from torch import nn
+from llara_kit.distributed import deepspeed_settings, deepspeed_trainable_state
+
+stage, calls, precision = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+bf16 = precision == "bf16"
+deepspeed.init_distributed(dist_backend="gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.frozen = nn.Linear(8, 8).to(torch.bfloat16).requires_grad_(False)
+        self.shared, self.sometimes = nn.Linear(8, 8), nn.Linear(8, 1)
+        self.dtypes = set()
+
+    def forward(self, r):  # the loss of rank r's micro-batch
+        x = torch.randn(4, 8, generator=torch.Generator().manual_seed(r))
+        x = self.shared(self.frozen(x.to(torch.bfloat16)).float())
+        if r == 0:
+            out = self.sometimes(x)
+            self.dtypes.add(str(out.dtype))
+            return out.float().pow(2).mean() + x.float().pow(2).mean()
+        loss = x.float().pow(2).mean()
+        if calls == "always":  # the call on no rows, (0, 1), in the loss's graph
+            loss = loss + self.sometimes(x[:0]).float().sum()
+        return loss
+
+
+model = Model()
+reference = copy.deepcopy(model)  # one process, the two ranks' mean loss
+(reference(0) + reference(1)).div(2).backward()
+with torch.no_grad():
+    for p in reference.parameters():
+        if p.requires_grad:
+            p -= 0.1 * p.grad
+config = deepspeed_settings(2, 1, 0.0, 2, bf16) | {
+    "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
+    "zero_allow_untested_optimizer": True}  # accelerate sets it for a torch optimizer
+trainable = [p for p in model.parameters() if p.requires_grad]
+engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.SGD(trainable, lr=0.1),
+                                  config=config)
+loss = engine(rank)  # no autocast outside: on CPUs the engine's config alone sets it
+engine.backward(loss)
+engine.step()
+state = deepspeed_trainable_state(engine)
+if rank == 0:
+    expected = {k: v for k, v in reference.state_dict().items() if not k.startswith("frozen")}
+    print(json.dumps({"keys": sorted(state), "dtypes": sorted(model.dtypes), "equal": all(
+        torch.allclose(state[k], expected[k], atol=1e-6) for k in expected)}))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, calls, precision", [
+    (2, "always", "fp32"), (3, "always", "fp32"), (2, "always", "bf16"), (2, "skip", "fp32")])
+def test_deepspeed_runs_in_the_trainers_precision_with_parts_some_ranks_leave_out(
+        tmp_path, stage, calls, precision):
+    """ZeRO-2 and ZeRO-3 on two CPU processes: a rank that calls a part on no rows (as the
+    LLaRA model does under DeepSpeed, ``always_project``) gives the one-process result, and the
+    checkpoint gathers only the trainable weights; a rank that skips the part makes ZeRO's
+    gradient buckets differ between ranks (an abort). With bf16 the forward runs under
+    autocast inside the engine (DeepSpeed turns an outside autocast off without its
+    ``torch_autocast`` section)."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
+    script = tmp_path / "zero.py"
+    script.write_text(DEEPSPEED_SCRIPT)
+    argv = command(2, log_dir=tmp_path / "logs")
+    argv = argv[:argv.index("-m", 3)] + [str(script), str(stage), calls, precision]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=90, env=env)
+    except subprocess.TimeoutExpired:  # a hang: what skipping may do instead
+        assert calls == "skip"
+        return
+    if calls == "skip":
+        assert done.returncode != 0, done.stdout[-3000:]
+        return
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["keys"] == ["shared.bias", "shared.weight", "sometimes.bias", "sometimes.weight"]
+    assert out["dtypes"] == (["torch.bfloat16"] if precision == "bf16" else ["torch.float32"])
+    if precision == "fp32":  # bf16 rounds the one-process reference differently
+        assert out["equal"]
 
 
 @pytest.mark.parametrize("variable", RANK_VARIABLES)

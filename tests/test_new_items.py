@@ -206,6 +206,69 @@ def test_cold_candidates_show_their_imputed_embedding_and_a_marker(new_dir):
     assert torch.allclose(b[first_candidate], projected, atol=1e-5)
 
 
+def _text_only_step(model, batch, always: bool) -> tuple[float, dict[str, torch.Tensor]]:
+    """(loss, each trainable weight's gradient) of a training step on ``batch``."""
+    model.train().always_project = always
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)  # the same dropout
+    loss = model(batch)
+    loss.backward()
+    return loss.item(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("user_signal", ["score", "product"])
+def test_always_project_gives_every_trainable_weight_a_gradient_in_text_only_batches(
+        new_dir, tmp_path, user_signal):
+    """Under DeepSpeed a rank whose slice holds no hybrid sample must still call the
+    projector (and the score direction, the cold marker) and give them gradients: the same
+    loss, zeros where a text-only batch leaves them out."""
+    if user_signal == "score":
+        model, data, template = (run := load_run(new_dir)).model, run.data, run.template
+    else:
+        cfg = replace(read_config(new_dir), user_signal="product")
+        run = Trainer(cfg, tmp_path / "run", show_progress=False).assembled
+        model, data, template = run.model, run.data, run.template
+    s = data.splits["test"]
+    cands = s.candidates[:2]
+    prompts = [template.render(data.item_texts, s.history_of(i), cands[i].tolist(), False)
+               for i in range(2)]
+    batch = collate(model, prompts, [None, None], target_pos=[0, 1],
+                    base_scores=np.ones(cands.shape), cold=np.zeros(cands.shape, dtype=bool),
+                    content=np.zeros(cands.shape))
+    loss, grads = _text_only_step(model, batch, always=False)
+    left_out = sorted(n.split(".")[0] for n, g in grads.items() if g is None)
+    assert set(left_out) == {"projector", "score_direction", "cold_marker"} - (
+        {"score_direction"} if user_signal == "product" else set())
+    always_loss, always_grads = _text_only_step(model, batch, always=True)
+    assert always_loss == loss
+    assert all(g is not None for g in always_grads.values())
+    for name, grad in always_grads.items():
+        if grads[name] is None:
+            assert not grad.any(), name
+        else:
+            assert torch.equal(grad, grads[name]), name
+
+
+def test_a_bf16_backbone_feeds_the_fp32_head_without_autocast(new_dir):
+    """DeepSpeed with its own bf16 mode off runs a bf16 backbone outside autocast: the score
+    head (fp32, trained) reads its hidden states all the same."""
+    run = load_run(new_dir)
+    model, data = run.model, run.data
+    s = data.splits["test"]
+    prompts = [run.template.render(data.item_texts, s.history_of(i), s.candidates[i].tolist(),
+                                   True) for i in range(2)]
+    signals = dict(base_scores=torch.zeros(s.candidates[:2].shape),
+                   cold=torch.zeros(s.candidates[:2].shape, dtype=torch.bool),
+                   content=torch.zeros(s.candidates[:2].shape))
+    fp32 = model.objective.score(model, prompts, [], **signals)
+    model.llm.base_model.model.model.to(torch.bfloat16)  # the frozen decoder; LoRA stays fp32
+    for param in model.llm.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+    bf16 = model.objective.score(model, prompts, [], **signals)
+    assert bf16.dtype == torch.float32 and torch.allclose(bf16, fp32, atol=0.1)
+
+
 def test_item_dropout_shows_its_share_of_candidates_as_new(new_dir, tmp_path):
     cfg = replace(read_config(new_dir), max_train_samples=64, item_dropout=0.3)
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)

@@ -46,6 +46,10 @@ class LlaraModel(nn.Module):
         self.objective = objective  # its trainable parts (a score head) train with the LoRA
         self.user_conditioned = user_conditioned
         self.user_signal = user_signal
+        # run the behavioural-token path on every batch, on no tokens in a text-only one, so
+        # that every rank calls the same modules and every trainable weight gets a gradient
+        # (zeros where unused): DeepSpeed needs that (distributed.allow_unused_gradients)
+        self.always_project = False
         # with user_signal "score": the direction the encoder's score is written along
         self.score_direction = None
         if user_conditioned and user_signal == "score":
@@ -131,19 +135,21 @@ class LlaraModel(nn.Module):
         if self.score_direction is not None:
             scores = self.encoder_scores(batch)[batch.hybrid].reshape(-1, 1)  # (Kc, 1)
             signal = self.score_direction(scores.to(projected.dtype))  # (Kc, H)
-        else:
+        elif batch.hybrid.any():
             hybrid = batch.hybrid
             state = self.encoder.encode(batch.history[hybrid], batch.lengths[hybrid])  # (b, d)
             rows = torch.cumsum(hybrid, 0) - 1  # (B,) a hybrid row's index among them
             joint = items[cand] * state[rows[batch.item_rows[cand]]].to(items.dtype)  # (Kc, d)
             signal = self.projector(joint)  # (Kc, H)
+        else:  # no behavioural token (always_project): the same call on nothing
+            signal = self.projector(items[cand])  # (0, H)
         return projected.index_add(0, cand.nonzero().squeeze(1), signal.to(projected.dtype))
 
     def input_embeddings(self, batch: Batch) -> torch.Tensor:
         """Token embeddings with the projected vectors written at the behavioural tokens:
         (B, T, H)."""
         embeds = self.llm.get_input_embeddings()(batch.input_ids)  # (B, T, H)
-        if batch.item_ids.numel() == 0:
+        if batch.item_ids.numel() == 0 and not self.always_project:
             return embeds
         projected = self.behaviour_vectors(batch).to(embeds.dtype)  # (K, H)
         at = (batch.input_ids == self.behaviour_id).unsqueeze(-1)  # (B, T, 1)

@@ -90,7 +90,9 @@ class HeadObjective(Objective):
     def candidate_scores(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         hidden = model.hidden_states(batch)  # (B, T, H)
         at = batch.candidate_at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # (B, C, H)
-        scores = self.head(hidden.gather(1, at)).squeeze(-1).float()  # (B, C)
+        # in the head's dtype: bf16 hidden states of a bf16 backbone run without autocast
+        states = hidden.gather(1, at).to(self.head.weight.dtype)  # (B, C, H)
+        scores = self.head(states).squeeze(-1).float()  # (B, C)
         if not self.residual:
             return scores
         return scores + self.alpha * model.encoder_scores(batch) + model.content_base(batch)

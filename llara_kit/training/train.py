@@ -148,11 +148,12 @@ class Trainer:
                 layer.compile(dynamic=True)  # per layer: one graph, reused 30 times
         optimizer = torch.optim.AdamW(param_groups(self.model, cfg), lr=cfg.lr,
                                       weight_decay=cfg.weight_decay)
-        configure_deepspeed(self.accelerator, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm)
+        configure_deepspeed(self.accelerator, cfg.batch_size, cfg.grad_accum, cfg.max_grad_norm,
+                            self.bf16)
         # into the whole model, before an engine shards it or copies it into master weights
         self.checkpoint = self.load_checkpoint_weights() if resume else None
         self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
-        allow_unused_gradients(self.engine)
+        allow_unused_gradients(self.accelerator, self.engine, self.model)
         # after prepare: FSDP puts sharded tensors in place of the parameters
         self.params = [p for p in self.engine.parameters() if p.requires_grad]
         self.plan = self._make_plan()
@@ -304,17 +305,10 @@ class Trainer:
         return self.accelerator.distributed_type in (DistributedType.FSDP,
                                                      DistributedType.DEEPSPEED)
 
-    def _gathered(self) -> dict[str, torch.Tensor] | None:
-        """Sharded engines: the weights to save, gathered by every rank (FSDP2: the trainable
-        ones only; DeepSpeed: the whole model, as accelerate gathers it)."""
-        if self.accelerator.distributed_type == DistributedType.FSDP:
-            return trainable_state(self.engine)
-        return self.accelerator.get_state_dict(self.engine) if self.sharded else None
-
     def save_checkpoint(self, step: int) -> None:
         """Rank 0 writes; the optimizer moments only where every rank holds them whole (one
         process, DDP): a sharded run resumes its weights with fresh moments."""
-        state = self._gathered()
+        state = trainable_state(self.accelerator, self.engine)
         if self.is_main:
             with staged_dir(run_folder.checkpoint_path(self.run_dir)) as tmp:
                 save_adapter(self.model.llm, tmp / "adapter", state)
@@ -472,7 +466,7 @@ class Trainer:
             "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
             "processes": self.world, **self._leakage(),
         }
-        state = self._gathered()
+        state = trainable_state(self.accelerator, self.engine)
         if self.is_main:
             save_adapter(self.model.llm, self.run_dir / "adapter", state)
             save_trainable(self.model, self.run_dir, state)
