@@ -128,9 +128,10 @@ def copy_encoder(folder: Path, run_dir: Path) -> None:
 
 
 # --- the model --------------------------------------------------------------------------
-def _backbone(name: str) -> Backbone:
-    """The frozen LLM ``name`` with its tokenizer: the one place a run loads it."""
-    return load_backbone(name)
+def _backbone(name: str, dtype: torch.dtype = torch.float32) -> Backbone:
+    """The frozen LLM ``name`` with its tokenizer, in ``dtype``: the one place a run loads
+    it."""
+    return load_backbone(name, dtype)
 
 
 def _add_lora(backbone: Backbone, cfg: TrainConfig) -> PeftModel:
@@ -250,7 +251,12 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     (``choose_encoder``), and the model with fresh LoRA, projector and objective, initialised
     from the seed (the frozen weights in ``frozen_dtype`` if given)."""
     data = load_prepared(cfg)
-    backbone = backbone or _backbone(cfg.llm)  # before pre-training: a bad --llm fails fast
+    # in the training precision from the start (a 7B model in fp32 would take 27 GB of each
+    # process's CPU memory first), except where the frozen LLM reads item texts before
+    # training: those vectors are read in fp32, as evaluation reads them
+    signals = uses_item_signals(cfg, data)
+    dtype = frozen_dtype if frozen_dtype is not None and not signals else torch.float32
+    backbone = backbone or _backbone(cfg.llm, dtype)  # before pre-training: a bad --llm fails fast
     template = _template(cfg)
     cut, longest = fit_prompts(cfg, data, backbone, template, ("train",))
     if check is not None:
@@ -262,9 +268,9 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     encoder = choice.encoder or load_encoder(choice.folder)
     signals = (item_signals(backbone, cfg.llm, data, encoder, cfg.attribute_tokens, cfg.seed,
                             show_progress)  # the frozen LLM: before LoRA
-               if uses_item_signals(cfg, data) else None)
+               if signals else None)
     if frozen_dtype is not None:
-        backbone.model.to(frozen_dtype)  # LoRA and the heads stay fp32
+        backbone.model.to(frozen_dtype)  # (where not loaded so) LoRA and the heads stay fp32
     torch.manual_seed(cfg.seed)
     llm = _add_lora(backbone, cfg)
     if cfg.gradient_checkpointing:

@@ -122,11 +122,12 @@ def resolve_llm(name: str) -> str:
     return name
 
 
-def load_backbone(name: str) -> Backbone:
-    """Load the LLM and tokenizer, add the two special tokens and a pad token, freeze it."""
+def load_backbone(name: str, dtype: torch.dtype = torch.float32) -> Backbone:
+    """Load the LLM (its weights in ``dtype``) and tokenizer, add the two special tokens and
+    a pad token, freeze it."""
     tokenizer = load_tokenizer(name)
     with _loading(name) as (where, offline):
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32,
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype,
                                                      local_files_only=offline)
     return backbone_from(model, tokenizer)
 
@@ -166,8 +167,8 @@ def backbone_from(model: PreTrainedModel, tokenizer: Tokenizer) -> Backbone:
 
 
 def _resize_deterministically(model: PreTrainedModel, vocab: int) -> None:
-    """Grow the embeddings to ``vocab`` rows; new rows = the mean row, so reloading a run
-    rebuilds exactly the same (frozen) weights."""
+    """Grow the embeddings to ``vocab`` rows; new rows = the mean row (computed in fp32), so
+    reloading a run rebuilds exactly the same (frozen) weights."""
     old = model.get_input_embeddings().weight.shape[0]
     if vocab <= old:
         return
@@ -175,4 +176,4 @@ def _resize_deterministically(model: PreTrainedModel, vocab: int) -> None:
     with torch.no_grad():
         for emb in {model.get_input_embeddings(), model.get_output_embeddings()}:
             if emb is not None:
-                emb.weight[old:] = emb.weight[:old].mean(dim=0)
+                emb.weight[old:] = emb.weight[:old].float().mean(dim=0)
