@@ -18,7 +18,7 @@ import yaml
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, tiny_config, tiny_llm_folder, write_cycle_files
+from helpers import CYCLE_SETTINGS, tiny_config, tiny_llm_folder, train_tiny, write_cycle_files
 from safetensors.torch import load_file
 
 from llara_kit import run_folder
@@ -36,6 +36,9 @@ from llara_kit.distributed import (
     sharding_engine,
 )
 from llara_kit.errors import LlaraKitError
+from llara_kit.evaluation import evaluate as evaluation
+from llara_kit.evaluation.evaluate import evaluate
+from llara_kit.run import load_run
 from llara_kit.storage import read_jsonl
 from llara_kit.training.train import Trainer
 
@@ -218,6 +221,27 @@ def test_several_processes_evaluate_every_user_once(runs):
     np.testing.assert_allclose(s2 - s2.mean(1, keepdims=True), s1 - s1.mean(1, keepdims=True),
                                atol=1e-3)
     assert [r["hit"] for r in rows2] == [r["hit"] for r in rows1]
+
+
+@pytest.mark.slow
+def test_several_processes_generate_a_slice_each_and_keep_every_answer(tmp_path, monkeypatch):
+    """Constrained generation (the paper's objective) under three processes gives the one
+    process's answers, in order; a rank generates only its own slice."""
+    run_dir = train_tiny(tmp_path, "run", objective="title", user_conditioned=False)
+    one = evaluate(load_run(run_dir, device="cpu"), "test", "constrained", limit=5,
+                   show_progress=False).rows
+    _llara_kit(3, "evaluate", str(run_dir), "--mode", "constrained", "--limit", "5",
+               "--device", "cpu", "--no-fuse")
+    many = read_jsonl(run_dir / "predictions-test-constrained.jsonl")
+    assert [(r["user"], r["answer"]) for r in many] == [(r["user"], r["answer"]) for r in one]
+    asked = []
+    monkeypatch.setattr(evaluation, "process_share", lambda: (1, 3))
+    monkeypatch.setattr(evaluation, "gather_rows", lambda rows: rows)
+    monkeypatch.setattr(evaluation, "greedy_answers", lambda model, prompts, titles:
+                        asked.extend(prompts) or ["a"] * len(prompts))
+    prompts = [f"prompt {i}" for i in range(5)]
+    assert evaluation.generated_answers(load_run(run_dir), prompts, None, 4, "", False) == ["a"] * 2
+    assert asked == prompts[2:4]  # rank 1's slice of three
 
 
 def _launch_env(config: Path) -> dict[str, str]:

@@ -152,6 +152,21 @@ def llm_scores(run: Run, split: str, layout: Layout, hybrid: bool, batch_size: i
                        else np.zeros(candidates.shape, dtype=np.float32))
 
 
+def generated_answers(run: Run, prompts: list[Prompt], constrain: list[list[str]] | None,
+                      batch_size: int, label: str, show_progress: bool) -> list[str]:
+    """The run's greedy answer to each prompt (among ``constrain``'s titles if given), each
+    launched process generating a slice of them."""
+    rank, world = process_share()
+    mine = shard(np.arange(len(prompts)), rank, world)
+    answers: list[str] = []
+    with scoring_autocast(run.model, run.config.precision):
+        for sl in _batches(len(mine), batch_size, label, show_progress and rank == 0):
+            batch = mine[sl]
+            answers += greedy_answers(run.model, [prompts[i] for i in batch],
+                                      [constrain[i] for i in batch] if constrain else None)
+    return gather_rows(np.array(answers, dtype=object)).tolist()
+
+
 def _cpu_encoder(run: Run) -> Encoder:
     """The run's encoder on the CPU (its model may sit on a GPU), for whole-split scoring."""
     return copy.deepcopy(run.model.encoder).cpu()
@@ -257,12 +272,8 @@ def _evaluate(run: Run, split: str, mode: str, *, batch_size: int, limit: int | 
         prompts = split_prompts(run, split, hybrid, limit)[0]
         cand_titles = _candidate_titles(run, stored)
         target_pos = s.target_positions()[:n]
-        answers = []
-        constrain = cand_titles if mode == "constrained" else None
-        with scoring_autocast(run.model, run.config.precision):
-            for sl in _batches(len(prompts), batch_size, f"{mode} {split}", show_progress):
-                answers += greedy_answers(run.model, prompts[sl],
-                                          constrain[sl] if constrain else None)
+        answers = generated_answers(run, prompts, cand_titles if mode == "constrained" else None,
+                                    batch_size, f"{mode} {split}", show_progress)
         valid, hits = np.zeros(len(answers)), np.zeros(len(answers))
         for i, answer in enumerate(answers):
             first = answer.strip().split("\n")[0].strip()
