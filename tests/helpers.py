@@ -23,6 +23,9 @@ from llara_kit.training.train import Trainer, train
 # Where tests put their models and batches: the CPU unless LLARA_KIT_TEST_DEVICE says otherwise
 # (``LLARA_KIT_TEST_DEVICE=cuda make test`` runs the suite on a GPU).
 TEST_DEVICE = os.environ.get("LLARA_KIT_TEST_DEVICE", "cpu")
+# A folder with SmolLM2's tokenizer files for the tiny LLM, where the embedded GGUF is not
+# installed (the GPU check carries one, examples/benchmarks/gpu_prepare.py).
+TEST_TOKENIZER = os.environ.get("LLARA_KIT_TEST_TOKENIZER")
 CYCLE_SETTINGS = DataSettings(history=5, candidates=10, split=(0.6, 0.2, 0.2))
 
 
@@ -58,12 +61,16 @@ def cycle_data(tmp_path: Path) -> PreparedData:
 def tiny_llm_folder() -> Path:
     """The suite's tiny LLM, built once per session in its temporary folder (treat it as
     read-only): a randomly initialised 2-layer Llama with SmolLM2's tokenizer, read from the
-    embedded GGUF file without converting its weights, saved as a Hugging Face folder."""
+    embedded GGUF file without converting its weights (or from ``TEST_TOKENIZER``), saved as
+    a Hugging Face folder."""
     folder = Path(tempfile.gettempdir()) / "tiny-llama"
     if (folder / "config.json").is_file():
         return folder
-    gguf = embedded_gguf("smollm2-135m")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if TEST_TOKENIZER:
+        tokenizer = AutoTokenizer.from_pretrained(TEST_TOKENIZER)
+    else:
+        gguf = embedded_gguf("smollm2-135m")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,

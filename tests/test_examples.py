@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from helpers import tiny_llm_folder, write_cycle_files
+from transformers import AutoTokenizer
 
 from llara_kit.config import resolve
 from llara_kit.training.train import check_components
@@ -41,3 +42,22 @@ def test_the_training_throughput_benchmark_runs(tmp_path):
     rows = json.loads(out.read_text())
     assert [r["code"] for r in rows] == ["llara-kit", "reference-style"]
     assert all(r["tokens_per_s"] > 0 and 0 <= r["padding_share"] < 1 for r in rows)
+
+
+def test_the_gpu_check_gets_a_tokenizer_and_data_it_can_carry(tmp_path):
+    """gpu_prepare.py writes .gpu/tokenizer (SmolLM2's, as the tiny Llama reads it from the
+    embedded GGUF) and .gpu/ml-100k, small enough to carry, and keeps .gpu/ out of git."""
+    result = subprocess.run([sys.executable, str(ROOT / "examples" / "benchmarks" /
+                                                 "gpu_prepare.py")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    gpu = tmp_path / ".gpu"
+    assert sorted(p.name for p in (gpu / "ml-100k").iterdir()) == ["ml-100k.inter",
+                                                                   "ml-100k.item"]
+    assert sum(f.stat().st_size for f in gpu.rglob("*") if f.is_file()) < 8 * 2**20
+    assert "/.gpu/" in (tmp_path / ".git" / "info" / "exclude").read_text().split()
+    text = "Toy Story (1995) <|behaviour|> Heat (1995)"
+    carried = AutoTokenizer.from_pretrained(gpu / "tokenizer")
+    embedded = AutoTokenizer.from_pretrained(tiny_llm_folder())
+    assert carried(text)["input_ids"] == embedded(text)["input_ids"]
+    assert len(carried) == len(embedded)

@@ -1,38 +1,41 @@
 #!/usr/bin/env bash
-# The prepared GPU check (docs/scaling.md, "The GPU check"): three parts, each one command of
-# at most 8 minutes on one H100/H200 without network, run in this order:
+# The prepared GPU check (docs/scaling.md, "The GPU check"): two commands of at most 4 minutes
+# each on one H100/H200 without network, back to back (the machine is released 30 s after a
+# command; ../shared/docs/GPU.md):
 #
-#   bash examples/benchmarks/gpu_check.sh tests        # the suite on CUDA, GPU-marked tests first
-#   bash examples/benchmarks/gpu_check.sh throughput   # pre-training, training throughput
-#   bash examples/benchmarks/gpu_check.sh train        # the real SmolLM2 on ML-100K, evaluated
+#   command 1, carrying .gpu/w1 .gpu/tokenizer .gpu/ml-100k:
+#     mkdir -p $HOME/w && cp .gpu/w1/* $HOME/w/ && bash examples/benchmarks/gpu_check.sh tests throughput
+#   command 2, carrying .gpu/w2 .gpu/ml-100k:
+#     bash .gpu/w2/join.sh && bash examples/benchmarks/gpu_check.sh train
 #
 # Part P writes $OUT/gpu-check-P.json, rewritten after every step it finishes (a timeout keeps
-# what finished), and appends to $OUT/log. A dry run of the script itself on a CPU:
-#   GPU_CHECK_QUICK=1 OUT=/tmp/gc bash examples/benchmarks/gpu_check.sh throughput
-#
-# Carried in .gpu/: tokenizer/ (SmolLM2's tokenizer files) and ml-100k/ (RecBole's
-# ml-100k.inter and ml-100k.item). The train part needs the real SmolLM2 GGUF at
-# $HOME/w/SmolLM2-135M-Instruct.Q4_1.gguf (../shared/docs/GPU.md: carried in two halves).
+# what finished), and appends to $OUT/log. .gpu/ is filled by examples/benchmarks/gpu_prepare.py
+# (tokenizer, data) and ../shared/tools/gpu-weights.sh (the GGUF in two halves). A dry run of
+# the script itself on a CPU (each step one small case, time limits x10):
+#   GPU_CHECK_QUICK=1 OUT=/tmp/gc bash examples/benchmarks/gpu_check.sh tests throughput
+#   GPU_CHECK_QUICK=1 OUT=/tmp/gc GGUF=FILE bash examples/benchmarks/gpu_check.sh train
 set -uo pipefail
-PART=${1:?"name a part: tests, throughput or train"}
+[ $# -gt 0 ] || { echo "name the parts: tests, throughput, train"; exit 2; }
 OUT=${OUT:-gpu-check-out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log") 2>&1
 PY=${PYTHON:-python3}
-# a fresh cache: nothing carried in .gpu/ is taken for a result of this machine
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 LLARA_KIT_HOME=${LLARA_KIT_HOME:-$(mktemp -d)}
+# a cache of this machine's own (nothing carried in .gpu/ is taken for a result of it), shared
+# by the two commands: the encoder pre-trained in the first is the one the second trains with
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 LLARA_KIT_HOME=${LLARA_KIT_HOME:-$HOME/.llara-kit-gpu-check}
 QUICK=${GPU_CHECK_QUICK:-0}
 SLOW=$([ "$QUICK" = 1 ] && echo 10 || echo 1)  # a CPU dry run gets 10x every time limit
 DATA=(--dataset recbole --data-dir .gpu/ml-100k)
 GGUF=${GGUF:-$HOME/w/SmolLM2-135M-Instruct.Q4_1.gguf}
-FIGURES="$OUT/gpu-check-$PART.json"
 started=$(date +%s)
 elapsed() { echo "[$PART, $(($(date +%s) - started)) s] $*"; }
 # record KEY JSON-FILE-OR-VALUE: merge one figure into this part's JSON, atomically
-record() { $PY examples/benchmarks/gpu_figures.py "$FIGURES" "$1" "$2"; }
+record() { $PY examples/benchmarks/gpu_figures.py "$OUT/gpu-check-$PART.json" "$1" "$2"; }
+# limit SECONDS COMMAND...: run it under its share of the command's time
+limit() { local s=$1; shift; timeout "$((s * SLOW))" "$@"; }
 
-$PY -m pip install --quiet --no-deps --no-build-isolation -e . || exit 1
-record versions "$($PY - <<'EOF'
+versions() {
+  record versions "$($PY - <<'EOF'
 import json, torch, transformers, peft, accelerate
 print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                   "peft": peft.__version__, "accelerate": accelerate.__version__,
@@ -40,75 +43,86 @@ print(json.dumps({"torch": torch.__version__, "transformers": transformers.__ver
                   "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))
 EOF
 )"
+}
 
-# pytest_part NAME SECONDS ARGS...: the suite (or a part of it) on CUDA, its tally recorded
-pytest_part() {
-  local name=$1 seconds=$2
-  shift 2
-  elapsed "pytest $name (LLARA_KIT_TEST_DEVICE=cuda, at most $seconds s)"
+# tests (about 110 s): the gpu-marked tests on CUDA (models and batches on the device:
+# training with every encoder, projector and schedule, resume, evaluation in every mode,
+# bf16 scoring against fp32, the second stage, the bert4rec plugin); the tiny Llama's
+# tokenizer from .gpu/tokenizer
+part_tests() {
+  $PY -m pip install --quiet --no-deps --no-build-isolation -e plugins/llara-kit-bert4rec
+  local only=() device=cuda
+  [ "$QUICK" = 1 ] && only=(-k "bf16_scoring or score_mode_metrics") device=cpu
+  elapsed "pytest -m 'gpu and not slow' on $device (at most 120 s)"
   local t0=$(date +%s)
-  LLARA_KIT_TEST_DEVICE=cuda timeout "$((seconds * SLOW))" $PY -m pytest -q -p no:cacheprovider \
-    --junitxml "$OUT/pytest-$name.xml" "$@" | tail -25
-  local rc=${PIPESTATUS[0]}
-  record "pytest_$name" "{\"exit\": $rc, \"seconds\": $(($(date +%s) - t0))}"
-  [ -f "$OUT/pytest-$name.xml" ] && record "pytest_${name}_tally" "$($PY - "$OUT/pytest-$name.xml" <<'EOF'
+  LLARA_KIT_TEST_DEVICE=$device LLARA_KIT_TEST_TOKENIZER=$PWD/.gpu/tokenizer \
+    limit 120 $PY -m pytest -q -p no:cacheprovider -m "gpu and not slow" "${only[@]}" \
+    --junitxml "$OUT/pytest.xml" | tail -25
+  record pytest "{\"exit\": ${PIPESTATUS[0]}, \"seconds\": $(($(date +%s) - t0))}"
+  [ -f "$OUT/pytest.xml" ] && record pytest_tally "$($PY - "$OUT/pytest.xml" <<'EOF'
 import json, sys, xml.etree.ElementTree as ET
-suite = ET.parse(sys.argv[1]).getroot().iter("testsuite").__next__()
+suite = next(ET.parse(sys.argv[1]).getroot().iter("testsuite"))
 print(json.dumps({k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}))
 EOF
 )"
 }
 
-case "$PART" in
-tests)
-  pytest_part gpu 150 -m gpu -x
-  pytest_part rest 270 -m "not gpu" --ignore tests/test_distributed.py  # gloo: CPU only
-  ;;
-throughput)
-  elapsed "pre-training SASRec on the GPU (--device auto)"
-  timeout $((100 * SLOW)) $PY -m llara_kit pretrain --encoder sasrec "${DATA[@]}" \
-    $([ "$QUICK" = 1 ] && echo --epochs 1) --json > "$OUT/pretrain.json" \
-    && record pretrain "$OUT/pretrain.json" || echo "pre-training failed or timed out"
-  if [ "$QUICK" = 1 ]; then
-    runs=("smollm2-135m 2 1 fp32 no")
-  else  # shape, batch, steps, precisions, compile settings
-    runs=("smollm2-135m 32 8 fp32,bf16 no" "smollm2-135m 32 8 bf16 yes"
-          "smollm2-135m 128 4 bf16 no" "llama-3.2-1b 16 6 fp32,bf16 no"
-          "llama-3.2-1b 16 6 bf16 yes")
-  fi
-  i=0
+# throughput (about 100 s): SASRec pre-training on the GPU (which `train` then uses); LLaRA training throughput with
+# random weights of SmolLM2-135M's shape (fp32 and bf16) and Llama-3.2-1B's (bf16)
+part_throughput() {
+  elapsed "pre-training SASRec on the GPU, default settings (at most 60 s)"
+  local epochs=()
+  [ "$QUICK" = 1 ] && epochs=(--epochs 1)
+  limit 60 $PY -m llara_kit pretrain --encoder sasrec "${DATA[@]}" "${epochs[@]}" --json \
+    > "$OUT/pretrain.json" && record pretrain "$OUT/pretrain.json" || echo "pre-training failed or timed out"
+  local runs=("smollm2-135m 32 8 fp32,bf16" "llama-3.2-1b 16 6 bf16")
+  [ "$QUICK" = 1 ] && runs=("smollm2-135m 2 1 fp32")
+  local i=0 run shape batch steps precisions
   for run in "${runs[@]}"; do
-    read -r shape batch steps precisions compiled <<<"$run"
-    elapsed "throughput: $shape, batch $batch, $precisions, compile $compiled"
-    timeout $((65 * SLOW)) $PY examples/benchmarks/train_throughput.py --shape "$shape" \
-      --tokenizer .gpu/tokenizer --batch-size "$batch" --steps "$steps" \
-      --precision "$precisions" --compile "$compiled" "${DATA[@]}" --json "$OUT/train-$i.json" \
-      && record "throughput_$i" "$OUT/train-$i.json" || echo "throughput run failed or timed out: $run"
+    read -r shape batch steps precisions <<<"$run"
+    elapsed "throughput: $shape, batch $batch, $precisions (at most 30 s)"
+    limit 30 $PY examples/benchmarks/train_throughput.py --shape "$shape" --tokenizer .gpu/tokenizer \
+      --batch-size "$batch" --steps "$steps" --precision "$precisions" --compile no "${DATA[@]}" \
+      --json "$OUT/train-$i.json" && record "throughput_$i" "$OUT/train-$i.json" \
+      || echo "throughput run failed or timed out: $run"
     i=$((i + 1))
   done
-  ;;
-train)
-  [ -f "$GGUF" ] || { echo "no SmolLM2 GGUF at $GGUF: nothing to train"; exit 1; }
-  full=$([ "$QUICK" = 1 ] && echo 8 || echo 16384)  # train samples: 1 epoch fits the time
-  batch=$([ "$QUICK" = 1 ] && echo 2 || echo 32)
-  limit=$([ "$QUICK" = 1 ] && echo "--limit 4")  # the dry run scores 4 users
-  elapsed "LLaRA with the real SmolLM2 on $full ML-100K train samples (1 epoch), evaluated"
-  timeout $((240 * SLOW)) $PY -m llara_kit train --llm "$GGUF" "${DATA[@]}" \
-    --max-train-samples "$full" --epochs 1 --batch-size "$batch" --grad-accum 1 --out "$OUT/full" \
+}
+
+# train (about 200 s): the real SmolLM2 (GGUF at $GGUF) trained on 4,096 ML-100K train
+# samples (one epoch, batch 32) and evaluated on every test user; with several GPUs, the
+# same under DDP
+part_train() {
+  [ -f "$GGUF" ] || { echo "no SmolLM2 GGUF at $GGUF: nothing to train"; return 1; }
+  local samples=4096 batch=32 users=()
+  [ "$QUICK" = 1 ] && samples=8 batch=2 users=(--limit 4)
+  elapsed "LLaRA with the real SmolLM2 on $samples train samples (at most 150 s), evaluated (60 s)"
+  limit 150 $PY -m llara_kit train --llm "$GGUF" "${DATA[@]}" --max-train-samples "$samples" \
+    --epochs 1 --batch-size "$batch" --grad-accum 1 --out "$OUT/full" \
     && record train "$OUT/full/summary.json" \
-    && timeout $((90 * SLOW)) $PY -m llara_kit evaluate "$OUT/full" --batch-size 64 $limit --json \
+    && limit 60 $PY -m llara_kit evaluate "$OUT/full" --batch-size 64 "${users[@]}" --json \
        > "$OUT/full-metrics.json" && record evaluate "$OUT/full-metrics.json" \
     || echo "the real-weights run failed or timed out"
+  local gpus
   gpus=$($PY -c "import torch; print(torch.cuda.device_count())")
-  if [ "$gpus" -gt 1 ]; then
-    elapsed "data parallel: $gpus processes"
-    timeout $((100 * SLOW)) $PY -m torch.distributed.run --nproc-per-node "$gpus" -m llara_kit train \
-      --llm "$GGUF" "${DATA[@]}" --max-train-samples 4096 --batch-size 64 --grad-accum 1 \
+  if [ "$gpus" -gt 1 ]; then  # one GPU cannot host two NCCL ranks: DDP needs two
+    elapsed "data parallel: $gpus processes (at most 100 s)"
+    limit 100 $PY -m torch.distributed.run --nproc-per-node "$gpus" -m llara_kit train \
+      --llm "$GGUF" "${DATA[@]}" --max-train-samples "$samples" --batch-size 64 --grad-accum 1 \
       --out "$OUT/ddp" && record ddp "$OUT/ddp/summary.json" \
       || echo "data-parallel run failed or timed out"
   fi
-  ;;
-*)
-  echo "unknown part '$PART': name tests, throughput or train"; exit 2 ;;
-esac
-elapsed "done; figures in $FIGURES"
+}
+
+for PART in "$@"; do
+  case "$PART" in tests | throughput | train) ;; *)
+    echo "unknown part '$PART': name tests, throughput or train"; exit 2 ;;
+  esac
+done
+PART=setup
+$PY -m pip install --quiet --no-deps --no-build-isolation -e . || exit 1
+for PART in "$@"; do
+  versions
+  "part_$PART"
+  elapsed "done; figures in $OUT/gpu-check-$PART.json"
+done
