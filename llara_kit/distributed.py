@@ -132,8 +132,7 @@ def make_accelerator(device: str, grad_accum: int = 1) -> tuple[Accelerator, tor
     return accelerator, chosen
 
 
-def allow_unused_gradients(accelerator: Accelerator, engine: torch.nn.Module,
-                           model: torch.nn.Module) -> None:
+def allow_unused_gradients(engine: torch.nn.Module, model: torch.nn.Module) -> None:
     """Let ranks run different parts of the LLaRA ``model`` (the unprepared module inside
     ``engine``): a rank whose micro-batch slice holds no hybrid sample never runs the projector
     (nor the parts fed by it). DDP allows that (``find_unused_parameters``); FSDP2 would
@@ -146,17 +145,20 @@ def allow_unused_gradients(accelerator: Accelerator, engine: torch.nn.Module,
 
     if isinstance(engine, FSDPModule):
         engine.set_reduce_scatter_unused_params(True)
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+    if _is_deepspeed(engine):
         model.always_project = True
 
 
-def trainable_state(accelerator: Accelerator, engine: torch.nn.Module
-                    ) -> dict[str, torch.Tensor] | None:
+def trainable_state(engine: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     """Sharded engines: the trainable weights, whole and on the CPU, gathered from every rank
-    (every rank must call it; rank 0's result is the one to save); the frozen ones are not
-    gathered. None in one process and under DDP, where the model holds them whole."""
-    kind = accelerator.distributed_type
-    if kind == DistributedType.FSDP:
+    (every rank must call it; rank 0's result is the one to save), the frozen ones not
+    gathered: under FSDP2 through torch's distributed checkpoint, under ZeRO-3 layer by layer
+    (None on ranks but 0), under ZeRO-1/2 from the module below the engine (whose weights
+    every rank holds whole and up to date after each step). None in one process and under
+    DDP, where the model holds them whole."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(engine, FSDPModule):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -164,19 +166,22 @@ def trainable_state(accelerator: Accelerator, engine: torch.nn.Module
 
         return get_model_state_dict(engine, options=StateDictOptions(
             full_state_dict=True, cpu_offload=True, ignore_frozen_params=True))
-    if kind == DistributedType.DEEPSPEED:
-        return deepspeed_trainable_state(engine)
-    return None
-
-
-def deepspeed_trainable_state(engine: torch.nn.Module) -> dict[str, torch.Tensor] | None:
-    """A DeepSpeed engine's trainable weights on the CPU: gathered layer by layer at ZeRO
-    stage 3 (rank 0's; None on the others), read from the module below it (whose weights every
-    rank holds whole and up to date after each step)."""
+    if not _is_deepspeed(engine):
+        return None
     if engine.zero_optimization_partition_weights():
         return engine._zero3_consolidated_16bit_state_dict(exclude_frozen_parameters=True)
     return {name: p.detach().cpu().clone() for name, p in engine.module.named_parameters()
             if p.requires_grad}
+
+
+def _is_deepspeed(engine: torch.nn.Module) -> bool:
+    """Whether ``engine`` is a DeepSpeed engine (DeepSpeed is imported only where one could
+    be: once something imported it)."""
+    if "deepspeed" not in sys.modules:
+        return False
+    from deepspeed import DeepSpeedEngine
+
+    return isinstance(engine, DeepSpeedEngine)
 
 
 def configure_deepspeed(accelerator: Accelerator, batch_size: int, grad_accum: int,

@@ -319,10 +319,12 @@ DEEPSPEED_SCRIPT = '''
 import copy, json, sys
 import deepspeed, torch, torch.distributed as dist
 from torch import nn
-from llara_kit.distributed import deepspeed_settings, deepspeed_trainable_state
+from llara_kit.distributed import allow_unused_gradients, deepspeed_settings, trainable_state
 
 stage, calls, precision = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 bf16 = precision == "bf16"
+# plain gloo: DeepSpeed's CPU all-reduce over shared memory is compiled on first use
+deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 deepspeed.init_distributed(dist_backend="gloo")
 rank = dist.get_rank()
 torch.manual_seed(0)
@@ -333,7 +335,7 @@ class Model(nn.Module):
         super().__init__()
         self.frozen = nn.Linear(8, 8).to(torch.bfloat16).requires_grad_(False)
         self.shared, self.sometimes = nn.Linear(8, 8), nn.Linear(8, 1)
-        self.dtypes = set()
+        self.dtypes, self.always_project = set(), False
 
     def forward(self, r):  # the loss of rank r's micro-batch
         x = torch.randn(4, 8, generator=torch.Generator().manual_seed(r))
@@ -343,7 +345,7 @@ class Model(nn.Module):
             self.dtypes.add(str(out.dtype))
             return out.float().pow(2).mean() + x.float().pow(2).mean()
         loss = x.float().pow(2).mean()
-        if calls == "always":  # the call on no rows, (0, 1), in the loss's graph
+        if self.always_project:  # the call on no rows, (0, 1), in the loss's graph
             loss = loss + self.sometimes(x[:0]).float().sum()
         return loss
 
@@ -361,10 +363,12 @@ config = deepspeed_settings(2, 1, 0.0, 2, bf16) | {
 trainable = [p for p in model.parameters() if p.requires_grad]
 engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.SGD(trainable, lr=0.1),
                                   config=config)
+if calls == "always":  # as the trainer does
+    allow_unused_gradients(engine, model)
 loss = engine(rank)  # no autocast outside: on CPUs the engine's config alone sets it
 engine.backward(loss)
 engine.step()
-state = deepspeed_trainable_state(engine)
+state = trainable_state(engine)
 if rank == 0:
     expected = {k: v for k, v in reference.state_dict().items() if not k.startswith("frozen")}
     print(json.dumps({"keys": sorted(state), "dtypes": sorted(model.dtypes), "equal": all(
@@ -460,7 +464,7 @@ with torch.no_grad():
 for part in (model.frozen, model.shared, model):  # as accelerate: layers, then the root
     fully_shard(part)  # (which holds the projector, as here `sometimes`)
 if sys.argv[1] == "allow":
-    allow_unused_gradients(model)
+    allow_unused_gradients(model, model)
 model(rank).backward()
 with torch.no_grad():
     for p in model.parameters():

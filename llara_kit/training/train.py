@@ -153,7 +153,7 @@ class Trainer:
         # into the whole model, before an engine shards it or copies it into master weights
         self.checkpoint = self.load_checkpoint_weights() if resume else None
         self.engine, self.optimizer = self.accelerator.prepare(self.model, optimizer)
-        allow_unused_gradients(self.accelerator, self.engine, self.model)
+        allow_unused_gradients(self.engine, self.model)
         # after prepare: FSDP puts sharded tensors in place of the parameters
         self.params = [p for p in self.engine.parameters() if p.requires_grad]
         self.plan = self._make_plan()
@@ -308,7 +308,7 @@ class Trainer:
     def save_checkpoint(self, step: int) -> None:
         """Rank 0 writes; the optimizer moments only where every rank holds them whole (one
         process, DDP): a sharded run resumes its weights with fresh moments."""
-        state = trainable_state(self.accelerator, self.engine)
+        state = trainable_state(self.engine)
         if self.is_main:
             with staged_dir(run_folder.checkpoint_path(self.run_dir)) as tmp:
                 save_adapter(self.model.llm, tmp / "adapter", state)
@@ -466,7 +466,7 @@ class Trainer:
             "device": str(self.device), "bf16": self.bf16, "threads": torch.get_num_threads(),
             "processes": self.world, **self._leakage(),
         }
-        state = trainable_state(self.accelerator, self.engine)
+        state = trainable_state(self.engine)
         if self.is_main:
             save_adapter(self.model.llm, self.run_dir / "adapter", state)
             save_trainable(self.model, self.run_dir, state)
