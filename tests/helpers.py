@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import tempfile
@@ -113,3 +114,31 @@ def train_tiny(root: Path, name: str, n_items: int = 30, **kw) -> Path:
     """A run of ``tiny_config(root, n_items, **kw)`` in ``root / name``."""
     train(tiny_config(root, n_items, **kw), root / name, show_progress=False)
     return root / name
+
+
+def write_toml(path: Path, settings: dict) -> Path:
+    """``settings`` as a TOML config file for ``--config`` (values: JSON scalars, lists and
+    one level of tables), at ``path``."""
+    def value(v) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return json.dumps(v)
+
+    path.write_text("".join(f"{k} = {value(v)}\n" for k, v in settings.items()))
+    return path
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux: from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found += (kids := children.get(todo.pop(), []))
+        todo += kids
+    return found

@@ -18,7 +18,15 @@ import yaml
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 from click.testing import CliRunner
-from helpers import CYCLE_SETTINGS, tiny_config, tiny_llm_folder, train_tiny, write_cycle_files
+from helpers import (
+    CYCLE_SETTINGS,
+    descendants,
+    tiny_config,
+    tiny_llm_folder,
+    train_tiny,
+    write_cycle_files,
+    write_toml,
+)
 from safetensors.torch import load_file
 
 from llara_kit import run_folder
@@ -124,20 +132,13 @@ def runs(tmp_path_factory):
         "precision": "fp32", "grad_accum": 2, "max_train_samples": 17, "device": "cpu",
         "lora_dropout": 0.0, "lr": 1e-2, "encoder_options": {"hidden_size": 16},
     }
-    toml = root / "config.toml"
-    toml.write_text("\n".join(f"{k} = {_toml(v)}" for k, v in settings.items()) + "\n")
+    toml = write_toml(root / "config.toml", settings)
     for processes in sorted(PROCESSES, reverse=True):
         out = root / str(processes)
         _llara_kit(processes, "train", "--config", str(toml), "--out", str(out))
         if processes in EVALUATED:
             _llara_kit(processes, "evaluate", str(out), "--no-fuse")
     return {n: root / str(n) for n in PROCESSES}
-
-
-def _toml(value) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    return json.dumps(value)
 
 
 @pytest.mark.slow
@@ -165,22 +166,6 @@ def test_several_processes_train_like_one(runs, processes):
             torch.testing.assert_close(w2[key], w1[key], rtol=0, atol=5e-4, msg=key)
 
 
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (Linux: from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        found += (kids := children.get(todo.pop(), []))
-        todo += kids
-    return found
-
-
 @pytest.mark.slow
 def test_two_processes_killed_mid_run_resume_to_the_same_weights(runs, tmp_path):
     """The checkpoint's weights go into the model before accelerate prepares it (where a
@@ -195,9 +180,9 @@ def test_two_processes_killed_mid_run_resume_to_the_same_weights(runs, tmp_path)
     while not state.is_file():
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.002)
-    for pid in [proc.pid, *_descendants(proc.pid)]:  # torchrun, then both ranks
+    for pid in [proc.pid, *descendants(proc.pid)]:  # torchrun, then both ranks
         os.kill(pid, signal.SIGSTOP)  # (its ranks run in sessions of their own)
-    for pid in [proc.pid, *_descendants(proc.pid)]:
+    for pid in [proc.pid, *descendants(proc.pid)]:
         os.kill(pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "summary.json").exists(), "the run ended before it could be killed"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The prepared GPU check (docs/scaling.md, "The GPU check"): two commands of at most 4 minutes
-# each on one H100/H200 without network, back to back (the machine is released 30 s after a
+# The prepared GPU check (docs/scaling.md, "The GPU check"): two commands of at most 5 and 4
+# minutes on one H100/H200 without network, back to back (the machine is released 30 s after a
 # command; ../shared/docs/GPU.md):
 #
-#   command 1, carrying .gpu/w1 .gpu/tokenizer .gpu/ml-100k:
+#   command 1, carrying .gpu/w1 .gpu/tokenizer .gpu/ml-100k .gpu/wheels:
 #     mkdir -p $HOME/w && cp .gpu/w1/* $HOME/w/ && bash examples/benchmarks/gpu_check.sh tests throughput
 #   command 2, carrying .gpu/w2 .gpu/ml-100k:
 #     bash .gpu/w2/join.sh && bash examples/benchmarks/gpu_check.sh train
@@ -45,18 +45,21 @@ EOF
 )"
 }
 
-# tests (about 110 s): the gpu-marked tests on CUDA (models and batches on the device:
+# tests (at most 170 s): the gpu-marked tests on CUDA (models and batches on the device:
 # training with every encoder, projector and schedule, resume, evaluation in every mode,
-# bf16 scoring against fp32, the second stage, the bert4rec plugin); the tiny Llama's
-# tokenizer from .gpu/tokenizer
+# bf16 scoring against fp32, the second stage, the bert4rec plugin, FSDP2 and DeepSpeed
+# ZeRO-3 interrupted and resumed through `train`); the tiny Llama's tokenizer from
+# .gpu/tokenizer, DeepSpeed from the wheels in .gpu/wheels
 part_tests() {
   $PY -m pip install --quiet --no-deps --no-build-isolation -e plugins/llara-kit-bert4rec
+  [ -d .gpu/wheels ] && { $PY -m pip install --quiet --no-index --find-links .gpu/wheels deepspeed \
+    || echo "DeepSpeed did not install: its test is skipped"; }
   local only=() device=cuda
   [ "$QUICK" = 1 ] && only=(-k "bf16_scoring or score_mode_metrics") device=cpu
-  elapsed "pytest -m 'gpu and not slow' on $device (at most 120 s)"
+  elapsed "pytest -m 'gpu and not slow' on $device (at most 170 s)"
   local t0=$(date +%s)
   LLARA_KIT_TEST_DEVICE=$device LLARA_KIT_TEST_TOKENIZER=$PWD/.gpu/tokenizer \
-    limit 120 $PY -m pytest -q -p no:cacheprovider -m "gpu and not slow" "${only[@]}" \
+    limit 170 $PY -m pytest -q -p no:cacheprovider -m "gpu and not slow" "${only[@]}" \
     --junitxml "$OUT/pytest.xml" | tail -25
   record pytest "{\"exit\": ${PIPESTATUS[0]}, \"seconds\": $(($(date +%s) - t0))}"
   [ -f "$OUT/pytest.xml" ] && record pytest_tally "$($PY - "$OUT/pytest.xml" <<'EOF'
@@ -67,21 +70,22 @@ EOF
 )"
 }
 
-# throughput (about 100 s): SASRec pre-training on the GPU (which `train` then uses); LLaRA training throughput with
-# random weights of SmolLM2-135M's shape (fp32 and bf16) and Llama-3.2-1B's (bf16)
+# throughput (at most 100 s): SASRec pre-training on the GPU (which `train` then uses); LLaRA
+# training throughput with random weights of SmolLM2-135M's shape (fp32 and bf16) and
+# Llama-3.2-1B's (bf16)
 part_throughput() {
-  elapsed "pre-training SASRec on the GPU, default settings (at most 60 s)"
+  elapsed "pre-training SASRec on the GPU, default settings (at most 50 s)"
   local epochs=()
   [ "$QUICK" = 1 ] && epochs=(--epochs 1)
-  limit 60 $PY -m llara_kit pretrain --encoder sasrec "${DATA[@]}" "${epochs[@]}" --json \
+  limit 50 $PY -m llara_kit pretrain --encoder sasrec "${DATA[@]}" "${epochs[@]}" --json \
     > "$OUT/pretrain.json" && record pretrain "$OUT/pretrain.json" || echo "pre-training failed or timed out"
   local runs=("smollm2-135m 32 8 fp32,bf16" "llama-3.2-1b 16 6 bf16")
   [ "$QUICK" = 1 ] && runs=("smollm2-135m 2 1 fp32")
   local i=0 run shape batch steps precisions
   for run in "${runs[@]}"; do
     read -r shape batch steps precisions <<<"$run"
-    elapsed "throughput: $shape, batch $batch, $precisions (at most 30 s)"
-    limit 30 $PY examples/benchmarks/train_throughput.py --shape "$shape" --tokenizer .gpu/tokenizer \
+    elapsed "throughput: $shape, batch $batch, $precisions (at most 25 s)"
+    limit 25 $PY examples/benchmarks/train_throughput.py --shape "$shape" --tokenizer .gpu/tokenizer \
       --batch-size "$batch" --steps "$steps" --precision "$precisions" --compile no "${DATA[@]}" \
       --json "$OUT/train-$i.json" && record "throughput_$i" "$OUT/train-$i.json" \
       || echo "throughput run failed or timed out: $run"
@@ -89,7 +93,7 @@ part_throughput() {
   done
 }
 
-# train (about 200 s): the real SmolLM2 (GGUF at $GGUF) trained on 4,096 ML-100K train
+# train (at most 210 s): the real SmolLM2 (GGUF at $GGUF) trained on 4,096 ML-100K train
 # samples (one epoch, batch 32) and evaluated on every test user; with several GPUs, the
 # same under DDP
 part_train() {
