@@ -406,8 +406,8 @@ def new_plugin(name: str, kind: str, parent: Path) -> None:
     """Write a working, tested plugin package NAME providing one KIND component NAME."""
     folder = write_plugin(name, kind, parent)
     echo(f"wrote {folder}/ (pyproject.toml, {name.replace('-', '_')}.py, tests/, "
-               f"README.md); next:\n  pip install -e {folder}\n  pytest {folder}\n"
-               "  llara-kit list-plugins")
+         f"README.md); next:\n  pip install -e {folder}\n  pytest {folder}\n"
+         "  llara-kit list-plugins")
 
 
 def main() -> None:

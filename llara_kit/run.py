@@ -193,7 +193,7 @@ def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
 def save_trainable(model: LlaraModel, folder: Path,
                    state: dict[str, torch.Tensor] | None = None) -> None:
     """The projector and the objective's weights (the LoRA goes through ``save_adapter``);
-    from ``state``, the whole model's gathered weights, when a sharded engine holds them."""
+    from ``state``, the model's trainable weights gathered from a sharded engine, if given."""
     _save_weights(_part(model.projector, state, "projector."), folder / "projector.safetensors")
     _save_weights(_part(model.objective, state, "objective."), folder / "objective.safetensors")
     for name in ("score_direction", "cold_marker", "content_weights"):
@@ -254,8 +254,8 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     # in the training precision from the start (a 7B model in fp32 would take 27 GB of each
     # process's CPU memory first), except where the frozen LLM reads item texts before
     # training: those vectors are read in fp32, as evaluation reads them
-    signals = uses_item_signals(cfg, data)
-    dtype = frozen_dtype if frozen_dtype is not None and not signals else torch.float32
+    reads_texts = uses_item_signals(cfg, data)
+    dtype = frozen_dtype if frozen_dtype is not None and not reads_texts else torch.float32
     backbone = backbone or _backbone(cfg.llm, dtype)  # before pre-training: a bad --llm fails fast
     template = _template(cfg)
     cut, longest = fit_prompts(cfg, data, backbone, template, ("train",))
@@ -268,7 +268,7 @@ def new_run(cfg: TrainConfig, folder: Path, *, show_progress: bool = True,
     encoder = choice.encoder or load_encoder(choice.folder)
     signals = (item_signals(backbone, cfg.llm, data, encoder, cfg.attribute_tokens, cfg.seed,
                             show_progress)  # the frozen LLM: before LoRA
-               if signals else None)
+               if reads_texts else None)
     if frozen_dtype is not None:
         backbone.model.to(frozen_dtype)  # (where not loaded so) LoRA and the heads stay fp32
     torch.manual_seed(cfg.seed)
