@@ -296,6 +296,18 @@ def test_deepspeed_takes_the_runs_own_settings():
     assert not settings["deepspeed_config"].keys() & deepspeed_settings(1, 1, 1.0, 1, True).keys()
 
 
+# The scripts below: ``Model()`` run as two ranks' losses against one process's step on both.
+ONE_PROCESS_STEP = '''
+model = Model()
+reference = copy.deepcopy(model)  # one process, the two ranks' mean loss
+(reference(0) + reference(1)).div(2).backward()
+with torch.no_grad():
+    for p in reference.parameters():
+        if p.requires_grad:
+            p -= 0.1 * p.grad
+'''
+
+
 # DeepSpeed on CPUs (gloo), on two ranks, with the config llara-kit writes: a frozen bf16
 # layer, a trainable one every rank uses, and one only rank 0's slice needs (the projector
 # when only rank 0 holds a hybrid sample), which rank 1 calls on no rows ("always") or not
@@ -334,14 +346,7 @@ class Model(nn.Module):
             loss = loss + self.sometimes(x[:0]).float().sum()
         return loss
 
-
-model = Model()
-reference = copy.deepcopy(model)  # one process, the two ranks' mean loss
-(reference(0) + reference(1)).div(2).backward()
-with torch.no_grad():
-    for p in reference.parameters():
-        if p.requires_grad:
-            p -= 0.1 * p.grad
+''' + ONE_PROCESS_STEP + '''
 config = deepspeed_settings(2, 1, 0.0, 2, bf16) | {
     "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
     "zero_allow_untested_optimizer": True}  # accelerate sets it for a torch optimizer
@@ -438,16 +443,10 @@ class Model(nn.Module):
         x = self.shared(self.frozen(x))
         return (self.sometimes(x) if r == 0 else x).pow(2).mean()
 
-
-model = Model()
-reference = copy.deepcopy(model)  # one process, the two ranks' mean loss
-(reference(0) + reference(1)).div(2).backward()
-with torch.no_grad():
-    for p in reference.parameters():
-        if p.requires_grad:
-            p -= 0.1 * p.grad
-for part in (model.frozen, model.shared, model):  # as accelerate: layers, then the root
-    fully_shard(part)  # (which holds the projector, as here `sometimes`)
+''' + ONE_PROCESS_STEP + '''
+# as accelerate: the layers, then the root (which holds the projector, as here `sometimes`)
+for part in (model.frozen, model.shared, model):
+    fully_shard(part)
 if sys.argv[1] == "allow":
     allow_unused_gradients(model, model)
 model(rank).backward()
