@@ -40,6 +40,14 @@ class _Group(click.Group):
     """Turns LlaraKitError, and a full disk or a folder it may not write, into one clear line
     and exit status 1, never a traceback."""
 
+    plugin_commands: frozenset[str] = frozenset()  # the commands plugins added (``main``)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in self.plugin_commands:
+            render.restore_stdout()  # a plugin's command prints as any Click command does
+        return name, command, rest
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -420,9 +428,11 @@ def main() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     render.keep_stdout_for_results()
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    built_in = set(cli.commands)
     try:
         load_plugins().add_commands(cli)
     except LlaraKitError as exc:
         stderr.print(f"[red]Error:[/] {exc}")
         raise SystemExit(1) from exc
+    cli.plugin_commands = frozenset(cli.commands) - built_in
     cli()

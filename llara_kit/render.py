@@ -37,6 +37,12 @@ def keep_stdout_for_results() -> None:
     sys.stdout = sys.stderr
 
 
+def restore_stdout() -> None:
+    """Undo ``keep_stdout_for_results`` (for commands that print with ``click.echo``)."""
+    if _results is not None:
+        sys.stdout = _results
+
+
 def results() -> TextIO:
     """The stream the commands' results go to."""
     return _results or sys.stdout

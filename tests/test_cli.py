@@ -85,12 +85,30 @@ cli.main()
 """
 
 
+# A plugin whose command prints with click.echo.
+PLUGIN_COMMAND = """
+import sys, click
+from llara_kit import cli
+plain = cli.load_plugins
+def load_plugins():
+    host = plain()
+    host.add_commands = lambda group: group.command()(lambda: click.echo("hello"))
+    return host
+cli.load_plugins = load_plugins
+sys.argv = ["llara-kit", "<lambda>"]
+cli.main()
+"""
+
+
 def test_results_keep_stdout_to_themselves():
     done = subprocess.run([sys.executable, "-c", NOISY_LIBRARY], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "llara_kit.components" in {p["name"] for p in json.loads(done.stdout)}
     assert "library chatter" in done.stderr
+    plugin = subprocess.run([sys.executable, "-c", PLUGIN_COMMAND], capture_output=True,
+                            text=True, timeout=60)
+    assert (plugin.returncode, plugin.stdout) == (0, "hello\n"), plugin.stderr
 
 
 def test_version_and_help():
