@@ -19,12 +19,18 @@ def retrieved_metrics(size: int) -> tuple[str, ...]:
 
 
 def target_ranks(scores: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
-    """Rank of each row's target among its columns.
+    """Rank of each row's target among its columns: the columns scored higher, then those
+    tied with it that come first (a stable sort's order; a NaN ranks below every number).
+    O(C) per row, no sort, so it serves a whole catalogue as well as a candidate list.
 
     scores: (n, C), higher is better; target_pos: (n,) column of the target.
     """
-    order = np.argsort(-scores, axis=1, kind="stable")  # (n, C)
-    return np.argmax(order == target_pos[:, None], axis=1)
+    target = np.take_along_axis(scores, target_pos[:, None], axis=1)  # (n, 1)
+    before = np.arange(scores.shape[1]) < target_pos[:, None]  # (n, C)
+    nan = np.isnan(scores)
+    ranked = (scores > target).sum(1) + ((scores == target) & before).sum(1)
+    below_numbers = (~nan).sum(1) + (nan & before).sum(1)  # where the target is NaN
+    return np.where(np.isnan(target[:, 0]), below_numbers, ranked)
 
 
 def per_sample(ranks: np.ndarray, metric: str) -> np.ndarray:

@@ -9,7 +9,7 @@ from helpers import CYCLE_SETTINGS, write_cycle_files
 
 from llara_kit.data import prepare_data
 from llara_kit.encoders.pretrain import build_encoder
-from llara_kit.encoders.ranking import all_item_scores
+from llara_kit.encoders.ranking import candidate_scores
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluation.layouts import layout_summary, layouts
 
@@ -85,11 +85,10 @@ def test_an_encoder_is_unaffected_by_the_candidate_order(cycle):
     data = _prepare(cycle, draws=2)
     torch.manual_seed(0)
     encoder = build_encoder("sasrec", data, {"hidden_size": 16}).eval()
-    scores = all_item_scores(encoder, data, "test")  # (n, N + 1): one score per item
     test = data.splits["test"]
     views = layouts(test, permutations=5, seed=3)
     out = layout_summary(
-        np.stack([np.take_along_axis(scores, v.candidates, axis=1) for v in views]),
+        candidate_scores(encoder, data, "test", np.stack([v.candidates for v in views])),
         np.stack([v.target_positions(test.targets) for v in views]),
         np.array([v.draw for v in views]))
     ranks = out["ranks"].reshape(2, 5, -1)  # (draws, orders, n)

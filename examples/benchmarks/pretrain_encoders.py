@@ -24,7 +24,6 @@ import torch
 from llara_kit.data import DataSettings, prepare_data
 from llara_kit.encoders.pretrain import pretrain_encoder
 from llara_kit.encoders.ranking import (
-    all_item_scores,
     candidate_ranks,
     popularity_scorer,
     score_item_scorer,
@@ -55,8 +54,7 @@ def main() -> None:
                 result = pretrain_encoder(name, data, home=None if args.reuse else Path(home),
                                           show_progress=False)
             seconds.append(result.report["seconds"])
-        hits = per_sample(candidate_ranks(all_item_scores(result.encoder, data, "test"), data,
-                                          "test"), "HR@1")  # (n,) 0/1
+        hits = per_sample(candidate_ranks(result.encoder, data, "test"), "HR@1")  # (n,) 0/1
         t = result.report["test"]
         timing = (f"stored run took {result.report['seconds']:.0f} s" if result.reused else
                   f"train seconds (median of {len(seconds)}) {statistics.median(seconds):.1f}")

@@ -27,7 +27,6 @@ import torch
 from llara_kit.config import TrainConfig
 from llara_kit.encoders import load_encoder
 from llara_kit.encoders.ranking import (
-    all_item_scores,
     candidate_ranks,
     candidate_scores,
     popularity_scorer,
@@ -283,7 +282,7 @@ def valid_paired(folder: Path) -> list[str]:
             continue
         rows = np.arange(len(preds))
         if method == "score":
-            base = candidate_ranks(all_item_scores(encoder, data, "valid"), data, "valid")[rows]
+            base = candidate_ranks(encoder, data, "valid")[rows]
         else:
             base = shortlists(encoder, data, "valid", len(preds[0]["candidates"]),
                               rows).target_rank
@@ -362,7 +361,7 @@ def baselines_on_valid(folder: Path) -> str:
     cells = []
     for name, scorer in (("sasrec alone", load_encoder(folder / "encoder")),
                          ("popularity", popularity_scorer(data))):
-        ranks = candidate_ranks(all_item_scores(scorer, data, "valid"), data, "valid")
+        ranks = candidate_ranks(scorer, data, "valid")
         m = summarise(ranks[:VALID_USERS], ("HR@1",))["HR@1"]
         cells.append(f"{name} {m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]")
     encoder = load_encoder(folder / "encoder")

@@ -21,7 +21,6 @@ from llara_kit.data import PreparedData
 from llara_kit.devices import pick_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.encoders.ranking import (
-    all_item_scores,
     candidate_ranks,
     popularity_scorer,
     score_item_scorer,
@@ -78,8 +77,7 @@ def stored_encoders(name: str, data: PreparedData, options: dict[str, Any] | Non
 
 def _valid_mrr(encoder: Encoder, data: PreparedData) -> float:
     encoder.eval()
-    scores = all_item_scores(encoder, data, "valid")
-    return float(per_sample(candidate_ranks(scores, data, "valid"), "MRR").mean())
+    return float(per_sample(candidate_ranks(encoder, data, "valid"), "MRR").mean())
 
 
 def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: PreparedData,

@@ -7,7 +7,7 @@ popularity baseline. Every method is scored on the same stored candidates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,48 +19,75 @@ from llara_kit.metrics import CANDIDATE_METRICS, FULL_METRICS, summarise, target
 ItemScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+# At most this many (samples x items) scores at once (64 MB of float32): whole-catalogue work
+# holds a few samples' scores at a time, never a (samples x items) array.
+CHUNK_CELLS = 1 << 24
+
+
 @torch.no_grad()
-def all_item_scores(scorer: ItemScorer, data: PreparedData, split: str,
-                    batch_size: int = 1024) -> np.ndarray:
-    """(n, n_items + 1) scores of every item for each sample of ``split``."""
+def score_chunks(scorer: ItemScorer, data: PreparedData, split: str, n: int | None = None
+                 ) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, their (b, n_items + 1) scores of every item) for the first ``n`` samples of
+    ``split`` (all by default), a chunk of at most ``CHUNK_CELLS`` scores (and 1,024 samples)
+    at a time."""
     s = data.splits[split]
+    n = len(s) if n is None else n
+    size = max(1, min(1024, CHUNK_CELLS // (data.n_items + 1)))
     device = (next(scorer.parameters()).device if isinstance(scorer, torch.nn.Module)
               else torch.device("cpu"))
-    out = []
-    for start in range(0, len(s), batch_size):
-        seq = torch.from_numpy(s.history[start : start + batch_size]).to(device)
-        lengths = torch.from_numpy(s.lengths[start : start + batch_size]).to(device)
-        out.append(scorer(seq, lengths).float().cpu().numpy())
-    return np.concatenate(out)
+    for start in range(0, n, size):
+        rows = slice(start, min(start + size, n))
+        seq = torch.from_numpy(s.history[rows]).to(device)
+        lengths = torch.from_numpy(s.lengths[rows]).to(device)
+        yield rows, scorer(seq, lengths).float().cpu().numpy()
+
+
+def all_item_scores(scorer: ItemScorer, data: PreparedData, split: str) -> np.ndarray:
+    """(n, n_items + 1) scores of every item for each sample of ``split``: for small
+    catalogues only (benchmarks on ML-100K, tests); the library works chunk by chunk."""
+    return np.concatenate([scores for _, scores in score_chunks(scorer, data, split)])
 
 
 def candidate_scores(scorer: ItemScorer, data: PreparedData, split: str,
                      candidates: np.ndarray) -> np.ndarray:
-    """(n, C) scores of the candidates (n, C) of the first n samples of ``split``."""
-    scores = all_item_scores(scorer, data, split)[: len(candidates)]
-    return np.take_along_axis(scores, candidates, axis=1)
+    """Scores of ``candidates``, lists of the first n samples of ``split``: (n, C) -> (n, C),
+    or (L, n, C) -> (L, n, C) for L sets of lists (each sample scored once)."""
+    out = np.empty(candidates.shape, dtype=np.float32)
+    n = candidates.shape[-2]
+    for rows, scores in score_chunks(scorer, data, split, n):  # (b, n_items + 1)
+        lists = candidates[..., rows, :]  # (..., b, C)
+        at = np.arange(lists.shape[-2]).reshape((1,) * (lists.ndim - 2) + (-1, 1))
+        out[..., rows, :] = scores[at, lists]
+    return out
 
 
-def candidate_ranks(scores: np.ndarray, data: PreparedData, split: str) -> np.ndarray:
-    """Rank of the target among the stored candidates, from all-item scores."""
+def candidate_ranks(scorer: ItemScorer, data: PreparedData, split: str) -> np.ndarray:
+    """(n,) rank of each target among the stored candidates of ``split``."""
+    return split_ranks(scorer, data, split)[0]
+
+
+def split_ranks(scorer: ItemScorer, data: PreparedData, split: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) ranks of each sample's target among its stored candidates and (n,) among all items
+    (padding excluded; ties: the lower id first), from one pass over the samples."""
     s = data.splits[split]
-    cand_scores = np.take_along_axis(scores, s.candidates, axis=1)  # (n, C)
-    return target_ranks(cand_scores, s.target_positions())
-
-
-def full_ranks(scores: np.ndarray, data: PreparedData, split: str) -> np.ndarray:
-    """Rank of the target among all items (padding excluded)."""
-    s = data.splits[split]
-    return target_ranks(scores[:, 1:], s.targets - 1)
+    among_candidates = np.empty(len(s), dtype=np.int64)
+    among_all = np.empty(len(s), dtype=np.int64)
+    positions = s.target_positions()
+    for rows, scores in score_chunks(scorer, data, split):
+        listed = np.take_along_axis(scores, s.candidates[rows], axis=1)  # (b, C)
+        among_candidates[rows] = target_ranks(listed, positions[rows])
+        among_all[rows] = target_ranks(scores[:, 1:], s.targets[rows] - 1)
+    return among_candidates, among_all
 
 
 def score_item_scorer(scorer: ItemScorer, data: PreparedData, split: str = "test",
                       seed: int = 0) -> dict[str, dict[str, float]]:
     """Candidate metrics (HR@1, HR@5, NDCG@5, NDCG@10, MRR) and full-ranking HR@10, NDCG@10,
     each as {"value", "low", "high"} with a 95% bootstrap interval."""
-    scores = all_item_scores(scorer, data, split)
-    metrics = summarise(candidate_ranks(scores, data, split), CANDIDATE_METRICS, seed)
-    full = summarise(full_ranks(scores, data, split), FULL_METRICS, seed)
+    among_candidates, among_all = split_ranks(scorer, data, split)
+    metrics = summarise(among_candidates, CANDIDATE_METRICS, seed)
+    full = summarise(among_all, FULL_METRICS, seed)
     return metrics | {f"full {name}": value for name, value in full.items()}
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from llara_kit.data import PreparedData
-from llara_kit.encoders.ranking import ItemScorer
+from llara_kit.encoders.ranking import CHUNK_CELLS, ItemScorer
 
 MISSED = np.inf  # the rank of a target outside the shortlist: every metric counts it as 0
 
@@ -36,10 +36,12 @@ class Shortlists:
 
 @torch.no_grad()
 def shortlists(scorer: ItemScorer, data: PreparedData, split: str, size: int,
-               rows: np.ndarray | None = None, chunk: int = 2048) -> Shortlists:
+               rows: np.ndarray | None = None) -> Shortlists:
     """The top ``size`` unseen items of each sample of ``split`` (the samples ``rows``, by
-    default all), scored by ``scorer`` from the sample's history window."""
+    default all), scored by ``scorer`` from the sample's history window, a chunk of at most
+    ``CHUNK_CELLS`` scores at a time."""
     s = data.splits[split]
+    chunk = max(1, min(2048, CHUNK_CELLS // (data.n_items + 1)))
     rows = np.arange(len(s)) if rows is None else np.asarray(rows)
     seen = data.seen_before(split)
     device = (next(scorer.parameters()).device if isinstance(scorer, torch.nn.Module)

@@ -14,8 +14,8 @@ from llara_kit.data import PreparedData
 from llara_kit.encoders.imputation import with_imputed
 from llara_kit.encoders.ranking import (
     ItemScorer,
-    all_item_scores,
     attribute_vectors,
+    candidate_scores,
     content_scorer,
     popularity_scorer,
 )
@@ -70,11 +70,10 @@ def _catalogue_row(scorer: ItemScorer, data: PreparedData, split: str, size: int
 
 def _scorer_row(scorer: ItemScorer, data: PreparedData, split: str) -> Row:
     """An item scorer on every stored draw (in the stored order: the order cannot matter)."""
-    scores = all_item_scores(scorer, data, split)  # (n, n_items + 1)
     s = data.splits[split]
     views = layouts(s)
     summary = layout_summary(
-        np.stack([np.take_along_axis(scores, v.candidates, axis=1) for v in views]),
+        candidate_scores(scorer, data, split, np.stack([v.candidates for v in views])),
         np.stack([v.target_positions(s.targets) for v in views]),
         np.array([v.draw for v in views]))
     row = _from_ranks(summary["ranks"], summary["metrics"])
