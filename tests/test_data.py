@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from llara_kit.cli import cli
-from llara_kit.data import DataError, DataSettings, prepare_data
+from llara_kit.data import DataError, DataSettings, prepare_data, protocol
 from llara_kit.data.raw import normalise_title
 from llara_kit.errors import LlaraKitError
 
@@ -100,6 +100,18 @@ def test_preparing_twice_gives_identical_hash_and_candidates(ml100k, tmp_path):
     assert (fresh.splits["test"].candidates == ml100k.splits["test"].candidates).all()
     cached, reused = prepare_data("ml-100k", home=tmp_path)
     assert reused and cached.path == fresh.path and cached.hash == fresh.hash
+
+
+def test_candidates_do_not_depend_on_how_many_keys_are_held(ml100k, tmp_path, monkeypatch):
+    """Keys drawn a few rows at a time are the numbers drawn at once: the same lists as with
+    every chunk's keys held whole."""
+    for name, cells in (("few", 3 * (ml100k.n_items + 1)), ("all", 1 << 40)):
+        monkeypatch.setattr(protocol, "KEY_CELLS", cells)  # blocks of 3 rows; whole chunks
+        fresh, _ = prepare_data("ml-100k", home=tmp_path / name)
+        assert fresh.hash == ml100k.hash
+        for split in ("valid", "test"):
+            assert (fresh.splits[split].candidates == ml100k.splits[split].candidates).all()
+        assert (fresh.train_candidates(1) == ml100k.train_candidates(1)).all()
 
 
 def test_another_seed_gives_another_hash(ml100k, tmp_path):

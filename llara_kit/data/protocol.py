@@ -167,33 +167,49 @@ def check_negative_pool(sequences: list[np.ndarray], raw_users: list[str], n_ite
             )
 
 
+# At most this many random keys (one per sample and item) held at once: 48 MB with their
+# order, whatever the catalogue.
+KEY_CELLS = 1 << 22
+
+
 def draw_candidates(users: np.ndarray, targets: np.ndarray, sequences: list[np.ndarray],
                     n_items: int, n_candidates: int, rng: np.random.Generator,
                     chunk: int = 4096, pool: np.ndarray | None = None) -> np.ndarray:
     """(n, C) candidate lists: the target and C-1 distinct negatives the user never
     interacted with, drawn uniformly (among ``pool``, an (n_items + 1,) bool mask, if
-    given), in random order."""
+    given), in random order. Every item gets a random key and the C-1 smallest unseen keys
+    win; the keys of a chunk of rows are drawn in order a block of rows at a time (the same
+    numbers as drawn at once), so memory stays within ``KEY_CELLS`` keys."""
     out = np.empty((len(users), n_candidates), dtype=np.int64)
+    block = max(1, min(chunk, KEY_CELLS // (n_items + 1)))
     for start in range(0, len(users), chunk):
         u = users[start : start + chunk]
-        keys = rng.random((len(u), n_items + 1), dtype=np.float32)  # (rows, N + 1)
-        keys[:, 0] = np.inf  # padding id
-        if pool is not None:
-            keys[:, ~pool] = np.inf
-        seen = [sequences[x] for x in u]
-        rows = np.repeat(np.arange(len(u)), [len(s) for s in seen])
-        keys[rows, np.concatenate(seen)] = np.inf
-        short = np.isfinite(keys).sum(axis=1) < n_candidates - 1
-        if short.any():
-            raise DataError(
-                f"A sample of user index {int(u[short.argmax()])} has fewer than "
-                f"{n_candidates - 1} unseen items to draw negatives from"
-                f"{' among the new items' if pool is not None else ''}; lower candidates"
-                f"{' or raise new_items' if pool is not None else ''}.")
-        negatives = np.argpartition(keys, n_candidates - 2, axis=1)[:, : n_candidates - 1]
+        negatives = np.concatenate([
+            _smallest_keys(u[b : b + block], sequences, n_items, n_candidates - 1, rng, pool)
+            for b in range(0, len(u), block)])  # (rows, C - 1)
         lists = np.concatenate([negatives, targets[start : start + chunk, None]], axis=1)
         out[start : start + chunk] = rng.permuted(lists, axis=1)
     return out
+
+
+def _smallest_keys(u: np.ndarray, sequences: list[np.ndarray], n_items: int, k: int,
+                   rng: np.random.Generator, pool: np.ndarray | None) -> np.ndarray:
+    """(rows, k): for each user index in ``u``, the k unseen items (in ``pool``) with the
+    smallest of a fresh random key per item."""
+    keys = rng.random((len(u), n_items + 1), dtype=np.float32)  # (rows, N + 1)
+    keys[:, 0] = np.inf  # padding id
+    if pool is not None:
+        keys[:, ~pool] = np.inf
+    seen = [sequences[x] for x in u]
+    rows = np.repeat(np.arange(len(u)), [len(s) for s in seen])
+    keys[rows, np.concatenate(seen)] = np.inf
+    short = np.isfinite(keys).sum(axis=1) < k
+    if short.any():
+        raise DataError(
+            f"A sample of user index {int(u[short.argmax()])} has fewer than {k} unseen items "
+            f"to draw negatives from{' among the new items' if pool is not None else ''}; "
+            f"lower candidates{' or raise new_items' if pool is not None else ''}.")
+    return np.argpartition(keys, k - 1, axis=1)[:, :k].copy()  # not a view of (rows, N + 1)
 
 
 def candidate_rng(settings: DataSettings, split: str, epoch: int = 0, draw: int = 0

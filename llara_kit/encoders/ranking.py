@@ -66,15 +66,17 @@ def candidate_ranks(scorer: ItemScorer, data: PreparedData, split: str) -> np.nd
     return split_ranks(scorer, data, split)[0]
 
 
-def split_ranks(scorer: ItemScorer, data: PreparedData, split: str
+def split_ranks(scorer: ItemScorer, data: PreparedData, split: str, n: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(n,) ranks of each sample's target among its stored candidates and (n,) among all items
-    (padding excluded; ties: the lower id first), from one pass over the samples."""
+    (padding excluded; ties: the lower id first), for the first ``n`` samples of ``split``
+    (all by default), from one pass over them."""
     s = data.splits[split]
-    among_candidates = np.empty(len(s), dtype=np.int64)
-    among_all = np.empty(len(s), dtype=np.int64)
+    n = len(s) if n is None else n
+    among_candidates = np.empty(n, dtype=np.int64)
+    among_all = np.empty(n, dtype=np.int64)
     positions = s.target_positions()
-    for rows, scores in score_chunks(scorer, data, split):
+    for rows, scores in score_chunks(scorer, data, split, n):
         listed = np.take_along_axis(scores, s.candidates[rows], axis=1)  # (b, C)
         among_candidates[rows] = target_ranks(listed, positions[rows])
         among_all[rows] = target_ranks(scores[:, 1:], s.targets[rows] - 1)
