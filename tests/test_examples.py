@@ -61,3 +61,16 @@ def test_the_gpu_check_gets_a_tokenizer_and_data_it_can_carry(tmp_path):
     embedded = AutoTokenizer.from_pretrained(tiny_llm_folder())
     assert carried(text)["input_ids"] == embedded(text)["input_ids"]
     assert len(carried) == len(embedded)
+
+
+def test_the_scale_benchmark_runs(tmp_path):
+    """Its smallest path: a tiny export prepared and ranked, the figures written."""
+    out = tmp_path / "scale.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "benchmarks" / "scale.py"), "--interactions",
+         "5000", "--items", "300", "--users-ranked", "50", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["users"] == 200 and figures["ranked_users"] == 20  # a tenth of the users
+    assert 0 < figures["prepare_peak_gib"] < 2 and figures["rank_seconds"] >= 0
