@@ -44,10 +44,8 @@ def scored(tmp_path_factory):
 
 @pytest.fixture
 def small_chunks(scored, monkeypatch):
-    """Chunks of 3 samples (and shortlists too)."""
-    n_items = scored[0].n_items
-    monkeypatch.setattr(ranking, "CHUNK_CELLS", 3 * (n_items + 1))
-    monkeypatch.setattr(shortlists, "CHUNK_CELLS", 3 * (n_items + 1))
+    """Chunks of 3 samples."""
+    monkeypatch.setattr(ranking, "CHUNK_CELLS", 3 * (scored[0].n_items + 1))
     assert len(scored[0].splits["test"]) > 3
 
 
@@ -72,7 +70,7 @@ def test_chunked_scores_and_ranks_equal_the_dense_pass(scored, small_chunks):
 def test_chunked_shortlists_equal_whole_ones(scored, monkeypatch):
     data, encoder, _ = scored
     whole = shortlists.shortlists(encoder, data, "test", 5)
-    monkeypatch.setattr(shortlists, "CHUNK_CELLS", 2 * (data.n_items + 1))
+    monkeypatch.setattr(ranking, "CHUNK_CELLS", 2 * (data.n_items + 1))
     chunked = shortlists.shortlists(encoder, data, "test", 5)
     assert np.array_equal(chunked.items, whole.items)
     assert np.array_equal(chunked.target_rank, whole.target_rank)

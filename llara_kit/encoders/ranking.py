@@ -24,6 +24,17 @@ ItemScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CHUNK_CELLS = 1 << 24
 
 
+def rows_per_chunk(n_items: int, most: int) -> int:
+    """How many samples' scores of every item fit in ``CHUNK_CELLS`` (at most ``most``)."""
+    return max(1, min(most, CHUNK_CELLS // (n_items + 1)))
+
+
+def scorer_device(scorer: ItemScorer) -> torch.device:
+    """Where ``scorer`` takes its inputs: a module's device, else the CPU."""
+    return (next(scorer.parameters()).device if isinstance(scorer, torch.nn.Module)
+            else torch.device("cpu"))
+
+
 @torch.no_grad()
 def score_chunks(scorer: ItemScorer, data: PreparedData, split: str, n: int | None = None
                  ) -> Iterator[tuple[slice, np.ndarray]]:
@@ -32,9 +43,7 @@ def score_chunks(scorer: ItemScorer, data: PreparedData, split: str, n: int | No
     at a time."""
     s = data.splits[split]
     n = len(s) if n is None else n
-    size = max(1, min(1024, CHUNK_CELLS // (data.n_items + 1)))
-    device = (next(scorer.parameters()).device if isinstance(scorer, torch.nn.Module)
-              else torch.device("cpu"))
+    size, device = rows_per_chunk(data.n_items, 1024), scorer_device(scorer)
     for start in range(0, n, size):
         rows = slice(start, min(start + size, n))
         seq = torch.from_numpy(s.history[rows]).to(device)
@@ -63,7 +72,9 @@ def candidate_scores(scorer: ItemScorer, data: PreparedData, split: str,
 
 def candidate_ranks(scorer: ItemScorer, data: PreparedData, split: str) -> np.ndarray:
     """(n,) rank of each target among the stored candidates of ``split``."""
-    return split_ranks(scorer, data, split)[0]
+    s = data.splits[split]
+    return target_ranks(candidate_scores(scorer, data, split, s.candidates),
+                        s.target_positions())
 
 
 def split_ranks(scorer: ItemScorer, data: PreparedData, split: str, n: int | None = None

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from llara_kit.data import PreparedData
-from llara_kit.encoders.ranking import CHUNK_CELLS, ItemScorer
+from llara_kit.encoders.ranking import ItemScorer, rows_per_chunk, scorer_device
 
 MISSED = np.inf  # the rank of a target outside the shortlist: every metric counts it as 0
 
@@ -41,11 +41,9 @@ def shortlists(scorer: ItemScorer, data: PreparedData, split: str, size: int,
     default all), scored by ``scorer`` from the sample's history window, a chunk of at most
     ``CHUNK_CELLS`` scores at a time."""
     s = data.splits[split]
-    chunk = max(1, min(2048, CHUNK_CELLS // (data.n_items + 1)))
+    chunk, device = rows_per_chunk(data.n_items, 2048), scorer_device(scorer)
     rows = np.arange(len(s)) if rows is None else np.asarray(rows)
     seen = data.seen_before(split)
-    device = (next(scorer.parameters()).device if isinstance(scorer, torch.nn.Module)
-              else torch.device("cpu"))
     items, scores, ranks = [], [], []
     for start in range(0, len(rows), chunk):
         idx = rows[start : start + chunk]
