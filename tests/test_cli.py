@@ -92,10 +92,10 @@ from llara_kit import cli
 plain = cli.load_plugins
 def load_plugins():
     host = plain()
-    host.add_commands = lambda group: group.command()(lambda: click.echo("hello"))
+    host.add_commands = lambda group: group.command("hello")(lambda: click.echo("hello"))
     return host
 cli.load_plugins = load_plugins
-sys.argv = ["llara-kit", "<lambda>"]
+sys.argv = ["llara-kit", "hello"]
 cli.main()
 """
 
