@@ -12,7 +12,9 @@ from llara_kit.config import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # Imported only where a declared extra or the test runner is present.
-OUTSIDE_CORE = {"matplotlib": "report extra", "pytest": "the pytest plugin (llara_kit.testing)",
+OUTSIDE_CORE = {"matplotlib": "report extra", "fastapi": "serve extra", "uvicorn": "serve extra",
+                "starlette": "serve extra (fastapi's)", "pydantic": "serve extra (fastapi's)",
+                "pytest": "the pytest plugin (llara_kit.testing)",
                 "deepspeed": "once accelerate imported it for a DeepSpeed launch "
                              "(distributed._is_deepspeed)"}
 # Declared for a library that imports them on llara_kit's behalf.

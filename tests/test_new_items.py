@@ -340,7 +340,7 @@ def test_recommend_marks_new_items_and_can_rank_them(new_dir):
     with torch.no_grad():
         state = encoder.encode(torch.tensor([ids]), torch.tensor([len(ids)]))[0]
     imputed = torch.from_numpy(ItemSignals.load(new_dir).imputed[new]) @ state
-    assert torch.allclose(rec.encoder_scores(ids)[new], imputed, atol=1e-5)
+    assert torch.allclose(rec.encoder_scores([ids])[0][new], imputed, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -255,7 +255,7 @@ def test_recommend_uses_the_second_stage_chosen_on_valid(second_dir):
     assert not {"i3", "i4", "i5"} & {r.item for r in recs}
     rec.fusion = "inf"  # the fallback: the encoder's own order
     encoder_order = rec.recommend(history, top_k=4)
-    scores = rec.encoder_scores([rec.item_id(h) for h in history])
+    scores = rec.encoder_scores([[rec.item_id(h) for h in history]])[0]
     assert [r.score for r in encoder_order] == pytest.approx(
         [float(scores[rec.item_id(r.item)]) for r in encoder_order])
     assert [r.score for r in encoder_order] == sorted((r.score for r in encoder_order),
