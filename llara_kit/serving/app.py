@@ -261,7 +261,8 @@ def create_app(service: Service) -> FastAPI:
             "stage": rec.stage_of("auto"), "stage_reason": rec.stage,
             "metrics": load_metrics(run.path) if has_metrics(run.path) else None,
             "serving": asdict(service.settings) | {"load_seconds": service.load_seconds},
-            "served": {"requests": batcher.jobs, "batches": batcher.batches},
+            "served": {"requests": batcher.jobs, "batches": batcher.batches,
+                       "waiting": batcher.waiting},
         }
 
     @app.get("/items", response_model=list[SearchHit], responses=errors)

@@ -41,6 +41,11 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="llara-kit-batcher", daemon=True)
         self._thread.start()
 
+    @property
+    def waiting(self) -> int:
+        """Jobs queued, not yet taken by the worker."""
+        return self._queue.qsize()
+
     def submit(self, job: Any) -> Future:
         """The future of ``job``'s result; ``Busy`` when the queue is full."""
         future: Future = Future()
