@@ -409,21 +409,21 @@ def recommend(run: Path, history: tuple[str, ...], candidates: tuple[str, ...], 
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free one, printed).")
-@click.option("--max-batch", type=click.IntRange(1, 256),
-              help="Requests scored together at most. Default: 1 on a CPU, 8 on a GPU.")
-@click.option("--max-wait-ms", type=click.FloatRange(0, 10000),
-              help="How long a batch waits to fill. Default: 0 on a CPU, 5 on a GPU.")
+@click.option("--max-batch", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Waiting requests scored together at most (1: one at a time).")
+@click.option("--max-wait-ms", type=click.FloatRange(0, 10000), default=0.0, show_default=True,
+              help="How long a batch waits to fill (0: it takes the requests already waiting).")
 @click.option("--max-queue", type=click.IntRange(1), default=64, show_default=True,
               help="Requests waiting at most; more are answered 503 with Retry-After.")
 @click.option("--max-body-kb", type=click.IntRange(1), default=64, show_default=True,
               help="Largest request body, in KiB (larger: 413).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--access-log", is_flag=True, help="Log every request to stderr.")
-def serve(run: Path, host: str, port: int, max_batch: int | None, max_wait_ms: float | None,
+def serve(run: Path, host: str, port: int, max_batch: int, max_wait_ms: float,
           max_queue: int, max_body_kb: int, device: str, access_log: bool) -> None:
     """Serve RUN over HTTP: POST /recommend, GET /items, /health, /info, a page at /."""
     try:
-        from llara_kit.serving.server import default_settings
+        from llara_kit.serving.app import ServeSettings
         from llara_kit.serving.server import serve as run_server
     except ModuleNotFoundError as error:  # an extra: only this command needs it
         if error.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
@@ -432,7 +432,7 @@ def serve(run: Path, host: str, port: int, max_batch: int | None, max_wait_ms: f
                             "installed); install them with: pip install 'llara-kit[serve]'"
                             ) from None
 
-    settings = default_settings(device, max_batch, max_wait_ms, max_queue, max_body_kb * 1024)
+    settings = ServeSettings(max_batch, max_wait_ms, max_queue, max_body_kb * 1024)
     run_server(run, host, port, settings, device, access_log, stderr)
 
 

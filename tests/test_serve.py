@@ -327,3 +327,20 @@ def test_recommender_query_checks_its_input(recommender):
         recommender.query(["i3"], ranker="best")
     with pytest.raises(LlaraKitError, match="top_k=3 must lie between 1 and 2"):
         recommender.query(["i3"], ["i4", "i5"], top_k=3)
+
+
+def test_the_load_benchmark_runs_on_a_tiny_run(run_dir, tmp_path):
+    out = tmp_path / "load.json"
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "examples/benchmarks/serve_load.py"),
+         str(run_dir), "--clients", "1", "2", "--seconds", "5", "--settings", "no batching",
+         "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert {(p["path"], p["clients"]) for p in figures["points"]} == {
+        ("encoder", 1), ("encoder", 2), ("llm", 1), ("llm", 2)}
+    for point in figures["points"]:
+        assert point["lost"] == 0 and set(point["answers"]) == {"200"}
+        assert point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
+    assert figures["server_peak_rss_gib"]["no batching"] > 0.1
+    assert set(figures["offline_users_per_s"]) == {"batch 1", "batch 4"}

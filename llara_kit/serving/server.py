@@ -10,20 +10,9 @@ from pathlib import Path
 import uvicorn
 from rich.console import Console
 
-from llara_kit.devices import pick_device
 from llara_kit.errors import LlaraKitError
 from llara_kit.run_folder import require_finished
 from llara_kit.serving.app import ServeSettings, Service, create_app
-
-
-def default_settings(device: str, max_batch: int | None, max_wait_ms: float | None,
-                     max_queue: int, max_body_bytes: int) -> ServeSettings:
-    """On a CPU each request runs alone (batching prompts measured slower there,
-    docs/serving.md); on a GPU up to 8 wait at most 5 ms to share a forward."""
-    gpu = pick_device(device).type != "cpu"
-    return ServeSettings(max_batch=max_batch or (8 if gpu else 1),
-                         max_wait_ms=(5.0 if gpu else 0.0) if max_wait_ms is None
-                         else max_wait_ms, max_queue=max_queue, max_body_bytes=max_body_bytes)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -31,8 +20,10 @@ def _bind(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise LlaraKitError(f"--host {host!r} is not an address here ({error.strerror}).") from None
-    family, *_, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    # proto as given (IPPROTO_TCP): asyncio turns Nagle's algorithm off only on such sockets,
+    # and a keep-alive client would otherwise wait for a delayed ACK on every response
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
