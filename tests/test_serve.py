@@ -344,3 +344,13 @@ def test_the_load_benchmark_runs_on_a_tiny_run(run_dir, tmp_path):
         assert point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
     assert figures["server_peak_rss_gib"]["no batching"] > 0.1
     assert set(figures["offline_users_per_s"]) == {"batch 1", "batch 4"}
+
+
+def test_titles_match_with_their_year(recommender):
+    data = recommender.run.data
+    years = list(data.years)
+    data.years[3] = 1995
+    try:
+        assert Recommender(recommender.run).item_id("item 3 (1995)") == 3
+    finally:
+        data.years[:] = years

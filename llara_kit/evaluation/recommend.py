@@ -88,16 +88,20 @@ class Recommender:
         self.stage = second_stage(self.fusion)  # what ranks the candidates, for the user
         data = run.data
         self._by_raw = {raw: i for i, raw in enumerate(data.raw_item_ids) if i}
-        self._by_title: dict[str, int] = {}
+        self._by_title: dict[str, int] = {}  # titles as the run shows them, and with the year
         for i, title in enumerate(data.titles[1:], start=1):
             self._by_title.setdefault(normalise(title), i)
+        for i, (title, year) in enumerate(zip(data.titles, data.years, strict=True)):
+            if year:
+                self._by_title.setdefault(normalise(f"{title} ({year})"), i)
 
     @classmethod
     def from_run(cls, path: str | Path, device: str = "auto") -> Recommender:
         return cls(load_run(Path(path), device=device))
 
     def item_id(self, ref: str | int) -> int:
-        """An item by raw id or title; an unknown one gets the closest titles in the message."""
+        """An item by raw id or title (also "Title (year)"); an unknown one gets the closest
+        titles in the message."""
         ref = str(ref).strip()
         if ref in self._by_raw:
             return self._by_raw[ref]
