@@ -347,10 +347,10 @@ def test_the_load_benchmark_runs_on_a_tiny_run(run_dir, tmp_path):
 
 
 def test_titles_match_with_their_year(recommender):
-    data = recommender.run.data
+    data, item = recommender.run.data, recommender.item_id("Item 3")
     years = list(data.years)
-    data.years[3] = 1995
+    data.years[item] = 1995
     try:
-        assert Recommender(recommender.run).item_id("item 3 (1995)") == 3
+        assert Recommender(recommender.run).item_id("item 3 (1995)") == item
     finally:
         data.years[:] = years
