@@ -19,6 +19,7 @@ STAGES = [
     {"run", "run_folder"},
     {"training"},
     {"evaluation"},
+    {"serving"},  # the HTTP service over evaluation's Recommender
     {"cli", "options", "contracts", "testing", "scaffold", "__init__", "__main__"},
 ]
 
