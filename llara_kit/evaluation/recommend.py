@@ -127,21 +127,20 @@ class Recommender:
         if not history:
             raise LlaraKitError("Give at least one history item.")
         seen = [self.item_id(h) for h in history]
-        limit, notes = data.settings.history, []
+        seen_set, limit, notes = set(seen), data.settings.history, []
         if len(seen) > limit:
             notes.append(f"The history has {len(seen)} items; the run reads the last {limit}, "
                          "so the older ones were left out.")
         cands = None
         if candidates:
-            cands = list(dict.fromkeys(self.item_id(c) for c in candidates))
-            if exclude_seen:
-                cands = [c for c in cands if c not in set(seen)]
+            given = dict.fromkeys(self.item_id(c) for c in candidates)  # in order, once
+            cands = [c for c in given if not (exclude_seen and c in seen_set)]
             if not cands:
                 raise LlaraKitError("Every candidate is in the history; give unseen candidates "
                                     "or set exclude_seen to false.")
             size = len(cands)
         else:
-            unseen = data.n_items - (len(set(seen)) if exclude_seen else 0)
+            unseen = data.n_items - (len(seen_set) if exclude_seen else 0)
             size = min(data.settings.candidates, unseen)
             if size < 1:
                 raise LlaraKitError("The history holds every item: nothing is left to "
