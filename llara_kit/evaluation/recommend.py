@@ -88,9 +88,10 @@ class Recommender:
         self.stage = second_stage(self.fusion)  # what ranks the candidates, for the user
         data = run.data
         self._by_raw = {raw: i for i, raw in enumerate(data.raw_item_ids) if i}
+        self._normalised = [normalise(t) for t in data.titles]  # by item id; 0: padding
         self._by_title: dict[str, int] = {}  # titles as the run shows them, and with the year
-        for i, title in enumerate(data.titles[1:], start=1):
-            self._by_title.setdefault(normalise(title), i)
+        for i, key in enumerate(self._normalised[1:], start=1):
+            self._by_title.setdefault(key, i)
         for i, (title, year) in enumerate(zip(data.titles, data.years, strict=True)):
             if year:
                 self._by_title.setdefault(normalise(f"{title} ({year})"), i)
@@ -110,6 +111,16 @@ class Recommender:
         close = difflib.get_close_matches(ref, self.run.data.titles[1:], n=3, cutoff=0.5)
         hint = f" Closest titles: {'; '.join(close)}." if close else ""
         raise LlaraKitError(f"No item with id or title {ref!r}.{hint}")
+
+    def search(self, text: str, limit: int) -> list[int]:
+        """Items whose title holds ``text`` (case, accents and punctuation ignored): titles
+        that start with it first, then shorter titles first."""
+        key = normalise(text)
+        if not key:
+            return []
+        found = sorted((not t.startswith(key), len(t), i)
+                       for i, t in enumerate(self._normalised) if i and key in t)
+        return [i for *_, i in found[:limit]]
 
     def recommend(self, history: list[str | int], candidates: list[str | int] | None = None,
                   top_k: int = 10) -> list[Recommendation]:

@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from llara_kit.errors import LlaraKitError
-from llara_kit.evaluation.evaluate import normalise
 from llara_kit.evaluation.recommend import Answer, Recommendation, Recommender
 from llara_kit.run_folder import has_metrics, load_metrics
 from llara_kit.serving.batcher import Batcher, Busy
@@ -74,7 +73,6 @@ class Service:
         self.recommender: Recommender | None = None
         self.batcher: Batcher | None = None
         self.load_seconds: float | None = None
-        self._titles: list[tuple[str, int]] = []  # (normalised title, item id)
 
     def start(self) -> None:
         threading.Thread(target=self._load, name="llara-kit-load", daemon=True).start()
@@ -89,8 +87,6 @@ class Service:
                 f"Loading {str(self.run_dir)!r} failed: {type(error).__name__}: {error}")
             self.on_failure(self.error)
             return
-        titles = recommender.run.data.titles
-        self._titles = [(normalise(t), i) for i, t in enumerate(titles) if i]
         s = self.settings
         self.batcher = Batcher(recommender.answer, s.max_batch, s.max_wait_ms / 1000,
                                s.max_queue)
@@ -104,14 +100,11 @@ class Service:
         return self.recommender
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
-        """Items whose title holds ``query`` (case and accents ignored): titles that start
-        with it first, then shorter titles first."""
-        data, key = self.ready().run.data, normalise(query)
-        if not key:
-            return []
-        found = sorted((not t.startswith(key), len(t), i) for t, i in self._titles if key in t)
+        """Items whose title holds ``query`` (``Recommender.search``)."""
+        rec = self.ready()
+        data = rec.run.data
         return [SearchHit(item=data.raw_item_ids[i], title=data.titles[i],
-                          new=bool(data.is_new[i])) for *_, i in found[:limit]]
+                          new=bool(data.is_new[i])) for i in rec.search(query, limit)]
 
     def close(self) -> None:
         """Answer every queued request, then stop the model thread."""
@@ -236,9 +229,11 @@ def create_app(service: Service) -> FastAPI:
         return _error(500, f"Internal error ({type(error).__name__}: {error}); the server "
                       "goes on; please report it.")
 
+    page_html = resources.files("llara_kit.serving").joinpath("page.html").read_text()
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return resources.files("llara_kit.serving").joinpath("page.html").read_text()
+        return page_html
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health}})
     async def health():
