@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from scipy.stats import chisquare
 
 from llara_kit.cli import cli
 from llara_kit.data import DataError, DataSettings, prepare_data, protocol
@@ -102,16 +105,39 @@ def test_preparing_twice_gives_identical_hash_and_candidates(ml100k, tmp_path):
     assert reused and cached.path == fresh.path and cached.hash == fresh.hash
 
 
-def test_candidates_do_not_depend_on_how_many_keys_are_held(ml100k, tmp_path, monkeypatch):
-    """Keys drawn a few rows at a time are the numbers drawn at once: the same lists as with
-    every chunk's keys held whole."""
-    for name, cells in (("few", 3 * (ml100k.n_items + 1)), ("all", 1 << 40)):
-        monkeypatch.setattr(protocol, "KEY_CELLS", cells)  # blocks of 3 rows; whole chunks
-        fresh, _ = prepare_data("ml-100k", home=tmp_path / name)
-        assert fresh.hash == ml100k.hash
-        for split in ("valid", "test"):
-            assert (fresh.splits[split].candidates == ml100k.splits[split].candidates).all()
-        assert (fresh.train_candidates(1) == ml100k.train_candidates(1)).all()
+def _drawn_subsets(seen, n_items, k, pool=None, rows=20_000, seed=0):
+    """Counts of each set of k negatives drawn for ``rows`` samples of one user."""
+    lists = protocol.draw_candidates(
+        np.zeros(rows, dtype=np.int64), np.full(rows, seen[0]), [np.array(seen)], n_items,
+        k + 1, np.random.default_rng(seed), chunk=7_000, pool=pool)
+    negatives = [tuple(sorted(set(row) - {seen[0]})) for row in lists.tolist()]
+    assert all(len(n) == k for n in negatives)  # distinct, the target once
+    return Counter(negatives), lists
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_negatives_are_uniform_over_the_unseen_items(pooled):
+    """Every set of unseen items (in the pool) is drawn about equally often, and the target
+    sits in each slot about equally often: chi-square tests with a fixed seed (they fail on a
+    biased sampler, e.g. one that prefers low ids or keeps the first draw of a slot)."""
+    seen, n_items, k = [2, 3, 5, 9], 10, 3
+    pool = None
+    if pooled:  # unseen in the pool: 6, 7, 8, 10
+        pool = np.ones(n_items + 1, dtype=bool)
+        pool[[0, 1, 4]] = False
+    counts, lists = _drawn_subsets(seen, n_items, k, pool)
+    unseen = [i for i in range(1, n_items + 1) if i not in seen and (pool is None or pool[i])]
+    expected = list(itertools.combinations(unseen, k))
+    assert set(counts) == set(expected) and len(expected) == (4 if pooled else 20)
+    assert chisquare([counts[c] for c in expected]).pvalue > 1e-3
+    assert chisquare(np.bincount((lists == seen[0]).argmax(axis=1))).pvalue > 1e-3
+
+
+def test_a_user_who_saw_all_but_k_items_gets_exactly_those():
+    counts, _ = _drawn_subsets(list(range(1, 46)), 50, 5, rows=50)
+    assert set(counts) == {(46, 47, 48, 49, 50)}
+    with pytest.raises(DataError, match="has 5 unseen items to draw 6 negatives from; lower"):
+        _drawn_subsets(list(range(1, 46)), 50, 6, rows=50)
 
 
 def test_another_seed_gives_another_hash(ml100k, tmp_path):

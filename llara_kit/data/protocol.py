@@ -167,49 +167,64 @@ def check_negative_pool(sequences: list[np.ndarray], raw_users: list[str], n_ite
             )
 
 
-# At most this many random keys (one per sample and item) held at once: 48 MB with their
-# order, whatever the catalogue.
-KEY_CELLS = 1 << 22
-
-
 def draw_candidates(users: np.ndarray, targets: np.ndarray, sequences: list[np.ndarray],
                     n_items: int, n_candidates: int, rng: np.random.Generator,
-                    chunk: int = 4096, pool: np.ndarray | None = None) -> np.ndarray:
+                    chunk: int = 8192, pool: np.ndarray | None = None) -> np.ndarray:
     """(n, C) candidate lists: the target and C-1 distinct negatives the user never
     interacted with, drawn uniformly (among ``pool``, an (n_items + 1,) bool mask, if
-    given), in random order. Every item gets a random key and the C-1 smallest unseen keys
-    win; the keys of a chunk of rows are drawn in order a block of rows at a time (the same
-    numbers as drawn at once), so memory stays within ``KEY_CELLS`` keys."""
+    given), in random order; ``chunk`` rows at a time. The cost per row does not grow with
+    the catalogue (see ``_unseen_draws``)."""
+    items = np.arange(1, n_items + 1) if pool is None else np.flatnonzero(pool[1:]) + 1
     out = np.empty((len(users), n_candidates), dtype=np.int64)
-    block = max(1, min(chunk, KEY_CELLS // (n_items + 1)))
     for start in range(0, len(users), chunk):
-        u = users[start : start + chunk]
-        negatives = np.concatenate([
-            _smallest_keys(u[b : b + block], sequences, n_items, n_candidates - 1, rng, pool)
-            for b in range(0, len(u), block)])  # (rows, C - 1)
-        lists = np.concatenate([negatives, targets[start : start + chunk, None]], axis=1)
-        out[start : start + chunk] = rng.permuted(lists, axis=1)
+        rows = slice(start, start + chunk)
+        negatives = _unseen_draws(users[rows], sequences, items, n_items, n_candidates - 1,
+                                  rng, pooled=pool is not None)  # (rows, C - 1)
+        lists = np.concatenate([negatives, targets[rows, None]], axis=1)
+        out[rows] = rng.permuted(lists, axis=1)
     return out
 
 
-def _smallest_keys(u: np.ndarray, sequences: list[np.ndarray], n_items: int, k: int,
-                   rng: np.random.Generator, pool: np.ndarray | None) -> np.ndarray:
-    """(rows, k): for each user index in ``u``, the k unseen items (in ``pool``) with the
-    smallest of a fresh random key per item."""
-    keys = rng.random((len(u), n_items + 1), dtype=np.float32)  # (rows, N + 1)
-    keys[:, 0] = np.inf  # padding id
-    if pool is not None:
-        keys[:, ~pool] = np.inf
+def _unseen_draws(u: np.ndarray, sequences: list[np.ndarray], items: np.ndarray, n_items: int,
+                  k: int, rng: np.random.Generator, pooled: bool) -> np.ndarray:
+    """(rows, k): for each user index in ``u``, k distinct items of ``items`` it never saw.
+
+    Rejection: every empty slot draws an item of ``items`` uniformly; a slot whose item the
+    user saw, or that an earlier-filled or lower slot of the row holds, is emptied; rows with
+    an empty slot draw again. The rule treats every unseen item alike, so every ordered
+    k-tuple of distinct unseen items is equally likely; a row costs about k / (its unseen
+    share of ``items``) draws, whatever the catalogue's size."""
+    width = n_items + 1
     seen = [sequences[x] for x in u]
-    rows = np.repeat(np.arange(len(u)), [len(s) for s in seen])
-    keys[rows, np.concatenate(seen)] = np.inf
-    short = np.isfinite(keys).sum(axis=1) < k
-    if short.any():
+    owner = np.repeat(np.arange(len(u)), [len(s) for s in seen])
+    seen_keys = np.unique(owner * width + np.concatenate(seen))  # row * width + item, sorted
+    listed = np.zeros(width, dtype=bool)
+    listed[items] = True
+    unseen = len(items) - np.bincount(seen_keys // width, weights=listed[seen_keys % width],
+                                      minlength=len(u))
+    if (unseen < k).any():
+        short = int(np.argmax(unseen < k))
         raise DataError(
-            f"A sample of user index {int(u[short.argmax()])} has fewer than {k} unseen items "
-            f"to draw negatives from{' among the new items' if pool is not None else ''}; "
-            f"lower candidates{' or raise new_items' if pool is not None else ''}.")
-    return np.argpartition(keys, k - 1, axis=1)[:, :k].copy()  # not a view of (rows, N + 1)
+            f"A sample of user index {int(u[short])} has {int(unseen[short])} unseen items to "
+            f"draw {k} negatives from{' among the new items' if pooled else ''}; "
+            f"lower candidates{' or raise new_items' if pooled else ''}.")
+    drawn = np.zeros((len(u), k), dtype=np.int64)  # 0: empty (0 is never among items)
+    slot = np.tile(np.arange(k), len(u))
+    pending = np.arange(len(u))
+    while pending.size:
+        block = drawn[pending]  # (p, k)
+        empty = block == 0
+        block[empty] = items[rng.integers(len(items), size=int(empty.sum()))]
+        keys = (pending[:, None] * width + block).ravel()  # (p * k,)
+        at = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
+        reject = seen_keys[at] == keys
+        order = np.lexsort((slot[: keys.size], empty.ravel(), keys))  # filled first, then slot
+        repeated = np.zeros(keys.size, dtype=bool)
+        repeated[order[1:]] = keys[order[1:]] == keys[order[:-1]]
+        block[(reject | repeated).reshape(block.shape)] = 0
+        drawn[pending] = block
+        pending = pending[(block == 0).any(axis=1)]
+    return drawn
 
 
 def candidate_rng(settings: DataSettings, split: str, epoch: int = 0, draw: int = 0
