@@ -162,20 +162,24 @@ def data_info(llm: str, title_tokens: int, as_json: bool, **kw) -> None:
 @click.option("--batch-size", default=PretrainSettings.batch_size, show_default=True)
 @click.option("--weight-decay", default=PretrainSettings.weight_decay, show_default=True,
               help="Adam L2 penalty.")
+@click.option("--sampled-softmax", default=PretrainSettings.sampled_softmax, show_default=True,
+              help="Sampled softmax over this many items drawn per batch, for catalogues whose "
+                   "(batch x items) logits do not fit; 0: the exact softmax over every item.")
 @click.option("--encoder-option", multiple=True, metavar="KEY=VALUE",
               help="Encoder setting, e.g. hidden_size=64 or n_layers=1 (repeatable).")
 @click.option("--force", is_flag=True, help="Train again even if a stored encoder matches.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def pretrain(encoder: str, epochs: int, patience: int, lr: float, batch_size: int,
-             weight_decay: float, encoder_option: tuple[str, ...], force: bool, device: str,
-             as_json: bool, **kw) -> None:
+             weight_decay: float, sampled_softmax: int, encoder_option: tuple[str, ...],
+             force: bool, device: str, as_json: bool, **kw) -> None:
     """Train a sequential recommender on the train split and score it on the test candidates."""
     from llara_kit.encoders.pretrain import popularity_baseline, pretrain_encoder
 
     data, _ = load_data(kw)
     settings = PretrainSettings(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
-                                weight_decay=weight_decay, seed=data.settings.seed)
+                                weight_decay=weight_decay, sampled_softmax=sampled_softmax,
+                                seed=data.settings.seed)
     result = pretrain_encoder(encoder, data, key_values(encoder_option, "--encoder-option"),
                               settings, force=force, show_progress=not as_json,
                               device=device)

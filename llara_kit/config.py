@@ -222,11 +222,17 @@ class PretrainSettings:
     batch_size: int = 256
     weight_decay: float = 0.0  # Adam's L2 (the paper searched 1e-3 .. 1e-7)
     seed: int = 0
+    # 0: the exact softmax over every item; K: a softmax over K items drawn per batch,
+    # for catalogues whose (batch x items) logits do not fit (docs/encoders.md)
+    sampled_softmax: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "patience", "batch_size"):
             if getattr(self, name) < 1:
                 raise LlaraKitError(f"Pre-training {name}={getattr(self, name)!r} must be >= 1.")
+        if self.sampled_softmax < 0:
+            raise LlaraKitError(f"Pre-training sampled_softmax={self.sampled_softmax!r} must "
+                                "be >= 0 (0: the exact softmax over every item).")
         if self.lr <= 0 or self.weight_decay < 0:
             raise LlaraKitError(
                 f"lr={self.lr!r} must be > 0 and weight_decay={self.weight_decay!r} >= 0."

@@ -39,6 +39,12 @@ def check_encoder(name: str, tmp_dir: Path, n_items: int = 50, max_len: int = 6)
     assert encoder.item_embeddings(seq).shape == (4, max_len, 16)
     assert torch.isfinite(scores[:, 1:]).all(), f"{name}: item scores must be finite"
 
+    # the listed items' scores are forward's columns (what ranking on candidates reads)
+    listed = torch.randint(0, n_items + 1, (4, 5), generator=g)  # (B, K), padding included
+    assert torch.allclose(encoder.score_items(seq, lengths, listed), scores.gather(1, listed),
+                          atol=1e-5), (
+        f"{name}: score_items must equal forward's columns; override both or neither")
+
     # padding ignored: whatever sits after a row's length changes nothing
     noisy = torch.where(seq == 0, torch.randint(1, n_items + 1, seq.shape, generator=g), seq)
     assert torch.allclose(encoder(noisy, lengths), scores, atol=1e-5), (

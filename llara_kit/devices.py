@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from llara_kit.config import DEVICE_HELP
@@ -39,3 +41,16 @@ def scoring_autocast(model: torch.nn.Module, precision: str) -> torch.autocast:
     device = next(model.parameters()).device
     on = device.type == "cuda" and precision != "fp32" and bf16_supported(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for this process on ``device``: the GPU's free memory, or the host's
+    available memory (MemAvailable) on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

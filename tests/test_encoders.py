@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,8 +16,10 @@ from llara_kit.contracts import check_encoder
 from llara_kit.encoders import load_encoder
 from llara_kit.encoders.pretrain import (
     PretrainSettings,
+    _check_settings,
     build_encoder,
     pretrain_encoder,
+    pretrain_memory,
     stored_encoders,
 )
 from llara_kit.errors import LlaraKitError
@@ -106,3 +109,48 @@ def test_cli_pretrain_prints_metrics_and_reuses(tmp_path):
     assert report["reused"] is True and report["data_hash"] == data.hash
     assert set(report["test"]) == {"HR@1", "HR@5", "NDCG@5", "NDCG@10", "MRR",
                                    "full HR@10", "full NDCG@10"}
+
+
+def test_sampled_softmax_over_every_item_is_the_exact_loss(tmp_path):
+    data = cycle_data(tmp_path)
+    torch.manual_seed(0)
+    encoder = build_encoder("sasrec", data, {"hidden_size": 16}).eval()
+    train = data.splits["train"]
+    seq, lengths, targets = (torch.from_numpy(a[:32]) for a in
+                             (train.history, train.lengths, train.targets))
+    every = torch.arange(1, data.n_items + 1)  # each target among them: left out of its row
+    exact = encoder.pretrain_loss(seq, lengths, targets)
+    assert torch.allclose(encoder.sampled_loss(seq, lengths, targets, every), exact, atol=1e-6)
+    few = encoder.sampled_loss(seq, lengths, targets, every[:4])
+    assert torch.isfinite(few) and few < exact  # fewer competitors, a smaller loss
+
+
+def test_pretraining_with_a_sampled_softmax_learns(tmp_path):
+    data = cycle_data(tmp_path)
+    sampled = pretrain_encoder("sasrec", data, {"hidden_size": 32},
+                               replace(FAST, sampled_softmax=5), home=tmp_path,
+                               show_progress=False)
+    assert sampled.report["test"]["HR@1"]["value"] >= 0.8  # chance is 0.1
+    assert sampled.report["settings"]["sampled_softmax"] == 5
+    exact = pretrain_memory(sampled.encoder, FAST)
+    assert sampled.report["memory_estimate_gib"] * 2**30 < exact
+
+
+def test_pretraining_refuses_what_cannot_run(tmp_path, monkeypatch):
+    data = cycle_data(tmp_path)
+    monkeypatch.setattr("llara_kit.encoders.pretrain.free_memory", lambda device: 2**16)
+    with pytest.raises(LlaraKitError, match=r"Pre-training sasrec with the exact softmax over "
+                       r"30 items and batches of 64 needs about 0\.0 GiB but 0\.0 GiB is free "
+                       r"on cpu; pass `llara-kit pretrain --sampled-softmax 1000`"):
+        pretrain_encoder("sasrec", data, None, FAST, home=tmp_path, show_progress=False)
+    with pytest.raises(LlaraKitError, match="sampled_softmax=-1 must be >= 0"):
+        PretrainSettings(sampled_softmax=-1)
+
+    class OwnLoss(load_plugins().registries["encoder"].get("sasrec").factory):
+        def pretrain_loss(self, seq, lengths, targets):
+            return super().pretrain_loss(seq, lengths, targets)
+
+    with pytest.raises(LlaraKitError, match="brings its own pre-training loss, which "
+                       "--sampled-softmax does not replace"):
+        _check_settings("own", OwnLoss.from_options(n_items=30), replace(FAST, sampled_softmax=5),
+                        torch.device("cpu"))

@@ -53,11 +53,12 @@ def test_chunked_scores_and_ranks_equal_the_dense_pass(scored, small_chunks):
     data, encoder, dense = scored
     s = data.splits["test"]
     listed = np.take_along_axis(dense, s.candidates, axis=1)
+    # from the listed items' embeddings: the same dot products summed in another order
     np.testing.assert_allclose(candidate_scores(encoder, data, "test", s.candidates), listed,
-                               rtol=1e-6)
+                               atol=1e-5)
     sets = np.stack([s.candidates, s.candidates[:, ::-1]])  # (2, n, C): two orders
     np.testing.assert_allclose(candidate_scores(encoder, data, "test", sets),
-                               np.stack([listed, listed[:, ::-1]]), rtol=1e-6)
+                               np.stack([listed, listed[:, ::-1]]), atol=1e-5)
     among_candidates, among_all = split_ranks(encoder, data, "test")
     assert np.array_equal(among_candidates, sorted_ranks(listed, s.target_positions()))
     assert np.array_equal(among_all, sorted_ranks(dense[:, 1:], s.targets - 1))
@@ -74,3 +75,21 @@ def test_chunked_shortlists_equal_whole_ones(scored, monkeypatch):
     chunked = shortlists.shortlists(encoder, data, "test", 5)
     assert np.array_equal(chunked.items, whole.items)
     assert np.array_equal(chunked.target_rank, whole.target_rank)
+
+
+def test_candidate_scores_read_only_the_listed_items(scored, monkeypatch):
+    """An encoder's candidate scores come from the candidates' own embeddings: they equal the
+    dense pass's columns with the encoder unable to score every item."""
+    data, encoder, dense = scored
+    s = data.splits["test"]
+    listed = np.take_along_axis(dense, s.candidates, axis=1)
+
+    def every_item(*_):
+        raise AssertionError("scored every item to keep a few")
+
+    monkeypatch.setattr(type(encoder), "forward", every_item)
+    np.testing.assert_allclose(candidate_scores(encoder, data, "test", s.candidates), listed,
+                               atol=1e-5)
+    counts = np.bincount(data.training_interactions(), minlength=data.n_items + 1)
+    assert np.array_equal(candidate_scores(popularity_scorer(data), data, "test", s.candidates),
+                          counts[s.candidates])  # a scorer of every item: its columns

@@ -108,6 +108,28 @@ class Encoder(nn.Module):
         scores[:, 0] = float("-inf")
         return scores
 
+    def score_items(self, seq: torch.Tensor, lengths: torch.Tensor,
+                    items: torch.Tensor) -> torch.Tensor:
+        """Scores of the given items only, the columns ``forward`` would give them:
+        (B, L), (B,), (B, K) ids -> (B, K), from the K items' own embeddings (no score of
+        every item). An encoder that overrides ``forward`` overrides this too."""
+        state = self.encode(seq, lengths)  # (B, d)
+        scores = (self.item_embedding(items) * state[:, None, :]).sum(-1)  # (B, K)
+        return scores.masked_fill(items == 0, float("-inf"))
+
+    def sampled_loss(self, seq: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                     negatives: torch.Tensor) -> torch.Tensor:
+        """Next-item cross-entropy over each target and ``negatives``, (K,) items drawn
+        uniformly for the whole batch (a sampled softmax: (B, K + 1) logits instead of
+        (B, n_items + 1); with a uniform draw no log-probability correction is needed). A
+        negative equal to a row's target is left out of that row."""
+        state = self.encode(seq, lengths)  # (B, d)
+        positive = (self.item_embedding(targets) * state).sum(-1, keepdim=True)  # (B, 1)
+        drawn = state @ self.item_embedding(negatives).T  # (B, K)
+        drawn = drawn.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive, drawn], dim=1)  # (B, K + 1), the target first
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
     def save(self, folder: Path) -> None:
         """Write ``encoder.safetensors`` and ``encoder.json`` (atomically) into ``folder``."""
         folder = Path(folder)

@@ -1,8 +1,10 @@
 """Pre-training sequence encoders on a prepared data set, cached by (encoder, config, data).
 
 The encoder's ``pretrain_loss`` on the train samples (default: next-item cross-entropy over
-all items; an encoder may bring its own, e.g. BERT4Rec's masked items), Adam, early stopping
-on the validation MRR over the stored candidates, the best epoch's weights kept.
+all items; an encoder may bring its own, e.g. BERT4Rec's masked items) or, with
+``sampled_softmax``, a softmax over items drawn per batch for large catalogues; the memory a
+step needs is checked before the first. Adam, early stopping on the validation MRR over the
+stored candidates, the best epoch's weights kept.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import torch
 
 from llara_kit.config import PretrainSettings
 from llara_kit.data import PreparedData
-from llara_kit.devices import pick_device
+from llara_kit.devices import free_memory, pick_device
 from llara_kit.encoders import Encoder, load_encoder
 from llara_kit.encoders.ranking import (
     candidate_ranks,
     popularity_scorer,
     score_item_scorer,
 )
+from llara_kit.errors import LlaraKitError
 from llara_kit.metrics import per_sample
 from llara_kit.plugins import get_component
 from llara_kit.progress import Progress
@@ -81,7 +84,8 @@ def _valid_mrr(encoder: Encoder, data: PreparedData) -> float:
 
 
 def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: PreparedData,
-                 batch_size: int, generator: torch.Generator, rows: np.ndarray | None) -> float:
+                 settings: PretrainSettings, generator: torch.Generator,
+                 rows: np.ndarray | None) -> float:
     train = data.splits["train"]
     rows = np.arange(len(train)) if rows is None else rows
     device = next(encoder.parameters()).device
@@ -89,14 +93,53 @@ def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: Prepa
                                  for a in (train.history, train.lengths, train.targets))
     encoder.train()
     total, order = 0.0, torch.randperm(len(rows), generator=generator).to(device)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        loss = encoder.pretrain_loss(history[idx], lengths[idx], targets[idx])
+    for start in range(0, len(order), settings.batch_size):
+        idx = order[start : start + settings.batch_size]
+        if settings.sampled_softmax:  # one uniform draw of items for the whole batch
+            drawn = torch.randint(1, data.n_items + 1, (settings.sampled_softmax,),
+                                  generator=generator).to(device)
+            loss = encoder.sampled_loss(history[idx], lengths[idx], targets[idx], drawn)
+        else:
+            loss = encoder.pretrain_loss(history[idx], lengths[idx], targets[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.item() * len(idx)
     return total / len(order)
+
+
+def pretrain_memory(encoder: Encoder, settings: PretrainSettings) -> int:
+    """Bytes pre-training holds at its peak, about: the weights, their gradients and Adam's two
+    moments (4 floats per weight), and 3 floats (logits, softmax, gradient) for each sample
+    of a batch and each item it is scored against: every item, or the K + 1 of a sampled
+    softmax. An upper envelope of measured peaks (docs/encoders.md); an encoder with its own
+    loss may hold more."""
+    weights = sum(p.numel() for p in encoder.parameters())
+    sampled = settings.sampled_softmax
+    scored = sampled + 1 if sampled else encoder.config.n_items + 1
+    return 4 * (4 * weights + 3 * settings.batch_size * scored)
+
+
+def _check_settings(name: str, encoder: Encoder, settings: PretrainSettings,
+                    device: torch.device) -> int:
+    """Refuse in one sentence what cannot run: a sampled softmax with an encoder's own loss, a
+    step that does not fit in the memory free; the bytes needed otherwise."""
+    own_loss = type(encoder).pretrain_loss is not Encoder.pretrain_loss
+    if settings.sampled_softmax and own_loss:
+        raise LlaraKitError(
+            f"Encoder {name!r} brings its own pre-training loss, which --sampled-softmax "
+            "does not replace; leave --sampled-softmax at 0 for it.")
+    need, free = pretrain_memory(encoder, settings), free_memory(device)
+    if need > free:
+        softmax = (f"a softmax over {settings.sampled_softmax:,} sampled items"
+                   if settings.sampled_softmax
+                   else f"the exact softmax over {encoder.config.n_items:,} items")
+        raise LlaraKitError(
+            f"Pre-training {name} with {softmax} and batches of {settings.batch_size} needs "
+            f"about {need / 2**30:.1f} GiB but {free / 2**30:.1f} GiB is free on "
+            f"{device.type}; pass `llara-kit pretrain --sampled-softmax 1000` or lower "
+            "--batch-size.")
+    return need
 
 
 def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | None = None,
@@ -120,7 +163,9 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         return Pretrained(load_encoder(folder), folder, report, reused=True)
 
     generator = torch.Generator().manual_seed(settings.seed)
-    encoder.to(pick_device(device))
+    device = pick_device(device)
+    need = _check_settings(name, encoder, settings, device)
+    encoder.to(device)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=settings.lr,
                                  weight_decay=settings.weight_decay)
     log, best, best_state, stale = [], -1.0, None, 0
@@ -128,7 +173,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
     with Progress(f"pre-training {label or name}", settings.epochs, "epochs",
                   show=show_progress) as progress:
         for epoch in range(settings.epochs):
-            loss = _train_epoch(encoder, optimizer, data, settings.batch_size, generator, rows)
+            loss = _train_epoch(encoder, optimizer, data, settings, generator, rows)
             mrr = _valid_mrr(encoder, data)
             log.append({"epoch": epoch, "loss": round(loss, 5), "valid_mrr": round(mrr, 5),
                         "seconds": round(time.perf_counter() - started, 2)})
@@ -145,6 +190,7 @@ def pretrain_encoder(name: str, data: PreparedData, options: dict[str, Any] | No
         **key_fields, "key": key, "llara_kit_version": VERSION,
         "epochs_run": len(log), "best_epoch": int(np.argmax([e["valid_mrr"] for e in log])),
         "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads(),
+        "memory_estimate_gib": round(need / 2**30, 3),
         "test": score_item_scorer(encoder, data, "test", seed=settings.seed),
     }
     # another process may have stored the same encoder meanwhile: keep it (unless --force)

@@ -57,10 +57,32 @@ def all_item_scores(scorer: ItemScorer, data: PreparedData, split: str) -> np.nd
     return np.concatenate([scores for _, scores in score_chunks(scorer, data, split)])
 
 
+@torch.no_grad()
 def candidate_scores(scorer: ItemScorer, data: PreparedData, split: str,
                      candidates: np.ndarray) -> np.ndarray:
     """Scores of ``candidates``, lists of the first n samples of ``split``: (n, C) -> (n, C),
-    or (L, n, C) -> (L, n, C) for L sets of lists (each sample scored once)."""
+    or (S, n, C) -> (S, n, C) for S sets of lists (each sample scored once). A scorer with
+    ``score_items`` (every encoder) scores the listed items alone, so the cost does not grow
+    with the catalogue; another scorer's scores of every item are taken a chunk at a time."""
+    if not hasattr(scorer, "score_items"):
+        return _taken_scores(scorer, data, split, candidates)
+    out = np.empty(candidates.shape, dtype=np.float32)
+    s, device = data.splits[split], scorer_device(scorer)
+    n, width = candidates.shape[-2:]
+    lists = candidates.reshape(-1, n, width)  # (S, n, C)
+    for start in range(0, n, 1024):
+        rows = slice(start, min(start + 1024, n))
+        items = torch.from_numpy(np.concatenate(lists[:, rows], axis=1)).to(device)  # (b, S*C)
+        scores = scorer.score_items(torch.from_numpy(s.history[rows]).to(device),
+                                    torch.from_numpy(s.lengths[rows]).to(device), items)
+        scores = scores.float().cpu().numpy().reshape(items.shape[0], -1, width)  # (b, S, C)
+        out.reshape(-1, n, width)[:, rows] = scores.transpose(1, 0, 2)
+    return out
+
+
+def _taken_scores(scorer: ItemScorer, data: PreparedData, split: str,
+                  candidates: np.ndarray) -> np.ndarray:
+    """``candidate_scores`` for a scorer of every item only, taking its columns."""
     out = np.empty(candidates.shape, dtype=np.float32)
     n = candidates.shape[-2]
     for rows, scores in score_chunks(scorer, data, split, n):  # (b, n_items + 1)

@@ -6,11 +6,9 @@ micro-batch of such prompts needs against what the device has free.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
@@ -152,16 +150,3 @@ def step_memory(n_layers: int, hidden: int, heads: int, batch: int, tokens: int,
     apply the LM head only where an answer is, so there are no logits over every token."""
     per_layer = batch * tokens * (32 * hidden + heads * tokens) * bytes_per_value
     return n_layers * per_layer // (2 if checkpointing else 1)
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free for this process on ``device``: the GPU's free memory, or the host's
-    available memory (MemAvailable) on a CPU."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            info = dict(line.split(":", 1) for line in fh)
-        return int(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -29,7 +29,7 @@ from torch import nn
 from llara_kit import run_folder
 from llara_kit.config import TrainConfig
 from llara_kit.data import target_positions
-from llara_kit.devices import bf16_supported
+from llara_kit.devices import bf16_supported, free_memory
 from llara_kit.distributed import (
     allow_unused_gradients,
     configure_deepspeed,
@@ -40,7 +40,7 @@ from llara_kit.distributed import (
 )
 from llara_kit.errors import LlaraKitError
 from llara_kit.model.batching import Batch, collate
-from llara_kit.model.lengths import Longest, free_memory, step_memory
+from llara_kit.model.lengths import Longest, step_memory
 from llara_kit.model.llm import Backbone
 from llara_kit.model.new_items import candidate_signals
 from llara_kit.model.schedules import build_schedule
