@@ -1,8 +1,9 @@
 """Cost at the scale users bring: a synthetic CSV export (Pareto-like item popularity, a fixed
 number of interactions per user, short titles), then the time and peak memory of preparing it
-(`llara-kit data prepare`) and of ranking every item for some test users (the whole-catalogue
-evaluation's scoring, a SASRec of the default size with random weights), each in a fresh
-process.
+(`llara-kit data prepare`), of ranking every item for some test users (the whole-catalogue
+evaluation's scoring, a SASRec of the default size with random weights) and of pre-training
+steps with the exact and a sampled softmax (with `pretrain_memory`'s estimate), each in a
+fresh process.
 
     python examples/benchmarks/scale.py --interactions 2000000 --items 100000
     python examples/benchmarks/scale.py --interactions 1000000 --items 50000 --users-ranked 10000
@@ -38,6 +39,31 @@ users = min(int(sys.argv[2]), len(data.splits["test"]))
 started = time.perf_counter()
 split_ranks(encoder, data, "test", users)
 print(users, time.perf_counter() - started)
+"""
+
+# One step count of pre-training, run in its own process: sys.argv[2] steps of batch 256 with
+# the exact softmax (sampled_softmax 0) or a sampled one; the estimate beside the measured peak.
+PRETRAIN = """
+import resource, sys, time, numpy as np, torch
+from llara_kit.config import PretrainSettings
+from llara_kit.data import prepare_data
+from llara_kit.encoders.pretrain import _train_epoch, build_encoder, pretrain_memory
+data, reused = prepare_data("csv", {"data_dir": sys.argv[1]})
+assert reused, "prepare first"
+steps, sampled = int(sys.argv[2]), int(sys.argv[3])
+settings = PretrainSettings(sampled_softmax=sampled)
+torch.manual_seed(0)
+encoder = build_encoder("sasrec", data, {})
+optimizer = torch.optim.Adam(encoder.parameters(), lr=settings.lr)
+rows = np.arange(min(steps * settings.batch_size, len(data.splits["train"])))
+generator = torch.Generator().manual_seed(0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB: data, weights
+_train_epoch(encoder, optimizer, data, settings, generator, rows[:2 * settings.batch_size])
+started = time.perf_counter()  # after two warm-up steps
+_train_epoch(encoder, optimizer, data, settings, generator, rows)
+seconds = time.perf_counter() - started
+print(len(rows) // settings.batch_size, seconds, before,
+      pretrain_memory(encoder, settings) / 2**30)
 """
 
 
@@ -79,6 +105,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--per-user", type=int, default=25)
     parser.add_argument("--users-ranked", type=int, default=10_000)
+    parser.add_argument("--pretrain-steps", type=int, default=20,
+                        help="Pre-training steps (batches of 256) timed per softmax.")
+    parser.add_argument("--sampled-softmax", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -91,18 +120,35 @@ def main() -> None:
                             "csv", "--data-dir", str(folder), "--json"], env)
         rank = measured([sys.executable, "-c", RANK, str(folder), str(args.users_ranked)], env)
         users, rank_seconds = rank[2].split()
+        pretrain = {name: measured([sys.executable, "-c", PRETRAIN, str(folder),
+                                    str(args.pretrain_steps), str(k)], env)
+                    for name, k in (("exact", 0), ("sampled", args.sampled_softmax))}
     figures = {"interactions": args.interactions, "users": args.interactions // args.per_user,
                "items": args.items, "export_seconds": round(written, 1),
                "prepare_seconds": round(prepare[0], 1), "prepare_peak_gib": round(prepare[1], 2),
                "ranked_users": int(users), "rank_seconds": round(float(rank_seconds), 1),
-               "rank_process_peak_gib": round(rank[1], 2)}
+               "rank_process_peak_gib": round(rank[1], 2), "sampled_softmax": args.sampled_softmax}
+    for name, (_, peak, out) in pretrain.items():
+        steps, seconds, before, estimate = out.split()
+        figures[f"pretrain_{name}"] = {
+            "steps": int(steps), "seconds_per_step": round(float(seconds) / int(steps), 3),
+            "process_peak_gib": round(peak, 2), "peak_before_training_gib": round(float(before), 2),
+            "estimate_gib": round(float(estimate), 2)}
+    f = figures
     print("| interactions | users | items | prepare s | prepare peak GiB | users ranked over "
           "all items | ranking s | ranking process peak GiB |")
     print("|---|---|---|---|---|---|---|---|")
-    f = figures
     print(f"| {f['interactions']:,} | {f['users']:,} | {f['items']:,} | {f['prepare_seconds']} "
           f"| {f['prepare_peak_gib']} | {f['ranked_users']:,} | {f['rank_seconds']} | "
           f"{f['rank_process_peak_gib']} |")
+    print("\n| pre-training softmax | s/step (batch 256) | process peak GiB | peak before "
+          "training GiB | estimate GiB (`pretrain_memory`) |")
+    print("|---|---|---|---|---|")
+    for name in ("exact", "sampled"):
+        p = f[f"pretrain_{name}"]
+        label = "exact" if name == "exact" else f"sampled, {args.sampled_softmax:,} items"
+        print(f"| {label} | {p['seconds_per_step']} | {p['process_peak_gib']} | "
+              f"{p['peak_before_training_gib']} | {p['estimate_gib']} |")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

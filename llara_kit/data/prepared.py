@@ -156,7 +156,7 @@ def _content_hash(arrays: dict[str, np.ndarray], items: list[dict], users: list[
     for name in sorted(k for k in arrays if not k.endswith("_more_candidates")):
         a = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{a.dtype}:{a.shape}".encode())
-        digest.update(a.tobytes())
+        digest.update(a.data)  # the bytes, not a copy
     return digest.hexdigest()
 
 
@@ -309,13 +309,19 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
     if _fresh(folder):
         return _load(folder), True
 
+    _prepare(dataset, options, settings, folder, key_fields | {"key": key})
+    return _load(folder), False  # what preparing held is freed first
+
+
+def _prepare(dataset: str, options: dict[str, Any], settings: DataSettings, folder: Path,
+             key_fields: dict[str, Any]) -> None:
+    """Read the raw data, apply the protocol and store the result in ``folder``."""
     started = time.perf_counter()
     reader = build_component("dataset", dataset, **options)
     raw = reader.read()
     summary, items, users, arrays = build(raw, settings)
     manifest = {
         **key_fields,
-        "key": key,
         "hash": _content_hash(arrays, items, users, settings),
         **summary,
         "columns": raw.columns,
@@ -329,4 +335,3 @@ def prepare_data(dataset: str = "ml-100k", options: dict[str, Any] | None = None
         write_jsonl(tmp / "items.jsonl", items)
         write_json(tmp / "users.json", users)
         write_json(tmp / "manifest.json", manifest)
-    return _load(folder), False

@@ -8,7 +8,7 @@ settings always give the same arrays.
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 
@@ -32,16 +32,20 @@ def index_items(raw: RawData) -> tuple[list[str], dict[str, int]]:
 
 
 def user_sequences(raw: RawData, item_id: dict[str, int]) -> tuple[list[str], list[np.ndarray]]:
-    """Per-user item ids sorted by time; ties keep file order (a stable sort)."""
-    events: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for user, item, ts in raw.interactions:
-        events[user].append((ts, item_id[item]))
-    users = sorted(events, key=_natural_key)
-    sequences = [
-        np.array([item for _, item in sorted(events[u], key=lambda e: e[0])], dtype=np.int64)
-        for u in users
-    ]
-    return users, sequences
+    """Per-user item ids sorted by time; ties keep file order (a stable sort). The sequences
+    are views of one array."""
+    n, code = len(raw.interactions), {}
+    users_of = np.fromiter((code.setdefault(u, len(code)) for u, _, _ in raw.interactions),
+                           dtype=np.int64, count=n)  # (n,) codes in order of first appearance
+    items = np.fromiter((item_id[i] for _, i, _ in raw.interactions), dtype=np.int64, count=n)
+    times = np.fromiter((ts for _, _, ts in raw.interactions), dtype=np.float64, count=n)
+    users = sorted(code, key=_natural_key)
+    place = np.empty(len(users), dtype=np.int64)  # code -> index in ``users``
+    place[[code[u] for u in users]] = np.arange(len(users))
+    owner = place[users_of]
+    order = np.lexsort((times, owner))  # by user, then time; stable, so ties keep file order
+    ends = np.cumsum(np.bincount(owner, minlength=len(users)))
+    return users, np.split(items[order], ends[:-1])
 
 
 def split_users(n_users: int, settings: DataSettings) -> dict[str, np.ndarray]:

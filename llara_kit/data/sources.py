@@ -43,9 +43,11 @@ def assemble(interactions: InteractionRows, items: ItemRows, items_path: Path,
             raw.titles[item] = title
         else:
             raw.skipped["items without a title"] += 1
+    # one string object per user and item, however often they recur (not one per row)
+    users, titled = {}, {item: item for item in raw.titles}
     for user, item, ts in interactions:
-        if item in raw.titles:
-            raw.interactions.append((user, item, ts))
+        if item in titled:
+            raw.interactions.append((users.setdefault(user, user), titled[item], ts))
         elif item in raw.years:
             raw.skipped[UNTITLED] += 1
         else:
