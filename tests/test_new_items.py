@@ -18,7 +18,7 @@ from llara_kit.cli import cli
 from llara_kit.data import DataSettings, prepare_data
 from llara_kit.data.settings import NEW_SPLITS
 from llara_kit.encoders.imputation import impute_embeddings, stretched, with_imputed
-from llara_kit.encoders.ranking import attribute_vectors, content_scorer
+from llara_kit.encoders.ranking import ContentScorer, attribute_vectors
 from llara_kit.errors import LlaraKitError
 from llara_kit.evaluation.buckets import sample_buckets
 from llara_kit.evaluation.recommend import Recommender
@@ -86,8 +86,9 @@ def test_without_new_items_the_data_and_its_hash_are_unchanged(movielens):
     _, warm = movielens
     assert "new_items" not in warm.settings.to_dict()
     assert not warm.has_new_items and set(warm.splits) == {"train", "valid", "test"}
-    # the hash recorded by runs before new items existed (docs/results.md)
-    assert warm.hash.startswith("560d5e8646ee4e8d")
+    # ML-100K loo's hash since negatives are drawn by rejection (docs/data.md): the new-item
+    # option leaves data without new items as they were
+    assert warm.hash.startswith("c6cdf6d454290c4c")
 
 
 def test_latest_items_are_those_first_seen_last(tmp_path):
@@ -153,7 +154,7 @@ def test_imputation_is_out_of_fold_for_trained_items():
 
 def test_content_scores_are_cosines_with_the_history_mean():
     vectors = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32)
-    scorer = content_scorer(vectors, centre=False)
+    scorer = ContentScorer(vectors, centre=False)
     scores = scorer(torch.tensor([[1, 0], [1, 2]]), torch.tensor([1, 2]))
     assert scores[0, 1:].tolist() == pytest.approx([1.0, 0.0, 2 ** -0.5])
     assert scores[1, 1:].tolist() == pytest.approx([0.5, 0.5, 2 ** -0.5])

@@ -11,7 +11,12 @@ from helpers import cycle_data
 
 from llara_kit.encoders import ranking, shortlists
 from llara_kit.encoders.pretrain import build_encoder
-from llara_kit.encoders.ranking import candidate_scores, popularity_scorer, split_ranks
+from llara_kit.encoders.ranking import (
+    ContentScorer,
+    candidate_scores,
+    popularity_scorer,
+    split_ranks,
+)
 from llara_kit.metrics import target_ranks
 
 
@@ -93,3 +98,7 @@ def test_candidate_scores_read_only_the_listed_items(scored, monkeypatch):
     counts = np.bincount(data.training_interactions(), minlength=data.n_items + 1)
     assert np.array_equal(candidate_scores(popularity_scorer(data), data, "test", s.candidates),
                           counts[s.candidates])  # a scorer of every item: its columns
+    content = ContentScorer(np.random.default_rng(0).normal(size=(data.n_items + 1, 8)))
+    every = content(torch.from_numpy(s.history), torch.from_numpy(s.lengths)).numpy()
+    np.testing.assert_allclose(candidate_scores(content, data, "test", s.candidates),
+                               np.take_along_axis(every, s.candidates, axis=1), atol=1e-5)

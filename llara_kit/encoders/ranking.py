@@ -139,25 +139,35 @@ def popularity_scorer(data: PreparedData) -> ItemScorer:
     return scorer
 
 
-def content_scorer(vectors: np.ndarray, centre: bool = True) -> ItemScorer:
+class ContentScorer:
     """Scores each item by the cosine of its vector with the mean of the history's vectors
     (vectors: (n_items + 1, D), each item's text read by the frozen LLM, or its attributes
     as a multi-hot row); ``centre`` first removes the mean over the items (the component all
     LLM vectors share). Needs no interaction: it scores new items as it does any other."""
-    v = vectors[1:].astype(np.float32)
-    if centre:
-        v = v - v.mean(axis=0)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    table = torch.zeros(len(vectors), v.shape[1])
-    table[1:] = torch.from_numpy(v / np.where(norms > 0, norms, 1.0))
 
-    def scorer(seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        user = table[seq.cpu()].sum(1) / lengths.cpu().clamp(min=1)[:, None]  # (B, D); 0 pads
-        scores = user @ table.T  # (B, n_items + 1)
+    def __init__(self, vectors: np.ndarray, centre: bool = True):
+        v = vectors[1:].astype(np.float32)
+        if centre:
+            v = v - v.mean(axis=0)
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        self.table = torch.zeros(len(vectors), v.shape[1])  # (n_items + 1, D), row 0 padding
+        self.table[1:] = torch.from_numpy(v / np.where(norms > 0, norms, 1.0))
+
+    def _user(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, L), (B,) -> (B, D): the history's mean vector (0 pads)."""
+        return self.table[seq.cpu()].sum(1) / lengths.cpu().clamp(min=1)[:, None]
+
+    def __call__(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        scores = self._user(seq, lengths) @ self.table.T  # (B, n_items + 1)
         scores[:, 0] = float("-inf")
         return scores
 
-    return scorer
+    def score_items(self, seq: torch.Tensor, lengths: torch.Tensor, items: torch.Tensor
+                    ) -> torch.Tensor:
+        """(B, L), (B,), (B, K) -> (B, K): the listed items' columns of ``__call__``."""
+        items = items.cpu()
+        scores = (self.table[items] * self._user(seq, lengths)[:, None, :]).sum(-1)
+        return scores.masked_fill(items == 0, float("-inf"))
 
 
 def attribute_vectors(attributes: list[list[str]]) -> np.ndarray:

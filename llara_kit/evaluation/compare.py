@@ -13,10 +13,10 @@ from llara_kit.config import TrainConfig
 from llara_kit.data import PreparedData
 from llara_kit.encoders.imputation import with_imputed
 from llara_kit.encoders.ranking import (
+    ContentScorer,
     ItemScorer,
     attribute_vectors,
     candidate_scores,
-    content_scorer,
     popularity_scorer,
 )
 from llara_kit.encoders.shortlists import MISSED, shortlists
@@ -126,9 +126,9 @@ def content_baselines(encoder: ItemScorer, signals: ItemSignals, data: PreparedD
     similarity of item texts, and (where the data has attributes) attribute overlap."""
     out = {f"{encoder.name}, new items imputed from text":
            with_imputed(encoder, signals.imputed, signals.is_new),
-           "frozen LLM text similarity": content_scorer(signals.text_vectors)}
+           "frozen LLM text similarity": ContentScorer(signals.text_vectors)}
     if any(data.attributes):
-        out["attribute overlap (no LLM)"] = content_scorer(attribute_vectors(data.attributes),
+        out["attribute overlap (no LLM)"] = ContentScorer(attribute_vectors(data.attributes),
                                                            centre=False)
     return out
 

@@ -6,7 +6,7 @@ A candidate is *cold* when it is a new item (held out by the data's ``new_items`
 training, a warm one shown as new by item dropout. A cold candidate's behavioural token is
 the projection of its imputed embedding plus a learned cold marker, and its encoder score is
 the imputed embedding's; every candidate also has a content score, the cosine of its text
-vector with the history's mean (``encoders.ranking.content_scorer``).
+vector with the history's mean (``encoders.ranking.ContentScorer``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from safetensors.numpy import save_file
 from llara_kit.data import PreparedData
 from llara_kit.encoders import Encoder
 from llara_kit.encoders.imputation import SCALES, impute_embeddings, stretched, with_imputed
-from llara_kit.encoders.ranking import candidate_scores, content_scorer
+from llara_kit.encoders.ranking import ContentScorer, candidate_scores
 from llara_kit.metrics import target_ranks
 from llara_kit.model.item_text import item_texts, text_vectors
 from llara_kit.model.llm import Backbone
@@ -40,7 +40,7 @@ class ItemSignals:
     scale: float = 1.0  # how far the imputations were stretched (chosen on valid)
 
     def __post_init__(self) -> None:
-        self._content = content_scorer(self.text_vectors)
+        self._content = ContentScorer(self.text_vectors)
 
     def save(self, folder: Path) -> None:
         with atomic_path(Path(folder) / FILE) as tmp:
@@ -60,8 +60,8 @@ class ItemSignals:
     def content(self, history: np.ndarray, lengths: np.ndarray, candidates: np.ndarray
                 ) -> np.ndarray:
         """(B, C) the content score of each candidate: history (B, L), lengths (B,)."""
-        scores = self._content(torch.from_numpy(history), torch.from_numpy(lengths))
-        return np.take_along_axis(scores.numpy(), candidates, axis=1)
+        return self._content.score_items(torch.from_numpy(history), torch.from_numpy(lengths),
+                                         torch.from_numpy(candidates)).numpy()
 
     @torch.no_grad()
     def imputed_scores(self, encoder: Encoder, history: np.ndarray, lengths: np.ndarray,

@@ -103,8 +103,8 @@ class TrainingLists:
             device = next(scorer.parameters()).device
             seq = torch.from_numpy(train.history[idx[rows]]).to(device)
             lengths = torch.from_numpy(train.lengths[idx[rows]]).to(device)
-            full = scorer(seq, lengths).float().cpu().numpy()  # (b, n_items + 1)
-            out[rows] = np.take_along_axis(full, candidates[rows], axis=1)
+            listed = torch.from_numpy(candidates[rows]).to(device)  # (b, C)
+            out[rows] = scorer.score_items(seq, lengths, listed).float().cpu().numpy()
         return out
 
     def hit_rate(self, data: PreparedData, idx: np.ndarray, candidates: np.ndarray) -> float:
