@@ -291,8 +291,8 @@ def load_run(path: Path, device: str = "auto", draws: int = 1) -> Run:
     if data.hash != expected:
         raise LlaraKitError(
             f"The prepared data's hash {data.hash[:16]} differs from the run's {expected[:16]}; "
-            "the data files changed since training."
-        )
+            "the data files, or how this version of llara-kit draws candidates, changed since "
+            "training; train the run again.")
     backbone = _backbone(cfg.llm)
     template = _template(cfg)
     fit_prompts(cfg, data, backbone, template, ("valid", "test"))  # cuts titles, checks lengths
