@@ -64,13 +64,20 @@ def test_the_gpu_check_gets_a_tokenizer_and_data_it_can_carry(tmp_path):
 
 
 def test_the_scale_benchmark_runs(tmp_path):
-    """Its smallest path: a tiny export prepared and ranked, the figures written."""
+    """Its smallest path: a tiny export prepared and ranked, pre-training steps, the tiny
+    LLM's stage, the figures written."""
     out = tmp_path / "scale.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "benchmarks" / "scale.py"), "--interactions",
-         "5000", "--items", "300", "--users-ranked", "50", "--json", str(out)],
+         "5000", "--items", "300", "--users-ranked", "50", "--pretrain-steps", "2",
+         "--sampled-softmax", "10", "--llm", str(tiny_llm_folder()), "--llm-samples", "4",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["users"] == 200 and figures["ranked_users"] == 20  # a tenth of the users
     assert 0 < figures["prepare_peak_gib"] < 2 and figures["rank_seconds"] >= 0
+    exact, sampled = figures["pretrain_exact"], figures["pretrain_sampled"]
+    assert exact["steps"] == sampled["steps"] == 2  # 512 of the ~3,400 train samples
+    assert sampled["estimate_mib"] < exact["estimate_mib"]
+    assert figures["llm"]["samples"] == 4 and figures["llm"]["score_seconds_per_sample"] > 0

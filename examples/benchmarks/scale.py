@@ -1,9 +1,10 @@
 """Cost at the scale users bring: a synthetic CSV export (Pareto-like item popularity, a fixed
 number of interactions per user, short titles), then the time and peak memory of preparing it
 (`llara-kit data prepare`), of ranking every item for some test users (the whole-catalogue
-evaluation's scoring, a SASRec of the default size with random weights) and of pre-training
-steps with the exact and a sampled softmax (with `pretrain_memory`'s estimate), each in a
-fresh process.
+evaluation's scoring, a SASRec of the default size with random weights), of pre-training
+steps with the exact and a sampled softmax (with `pretrain_memory`'s estimate), and of the LLM
+stage (`train` on a few samples with that SASRec, then scoring test samples), each in a fresh
+process.
 
     python examples/benchmarks/scale.py --interactions 2000000 --items 100000
     python examples/benchmarks/scale.py --interactions 1000000 --items 50000 --users-ranked 10000
@@ -63,7 +64,28 @@ started = time.perf_counter()  # after two warm-up steps
 _train_epoch(encoder, optimizer, data, settings, generator, rows)
 seconds = time.perf_counter() - started
 print(len(rows) // settings.batch_size, seconds, before,
-      pretrain_memory(encoder, settings) / 2**30)
+      pretrain_memory(encoder, settings) / 2**20)
+"""
+
+# The LLM stage on the same data: a random-weight SASRec stored for `train --encoder-dir` (the
+# cost does not depend on its weights), then a run's test samples scored in another process.
+ENCODER = """
+import sys, torch
+from llara_kit.data import prepare_data
+from llara_kit.encoders.pretrain import build_encoder
+data, _ = prepare_data("csv", {"data_dir": sys.argv[1]})
+torch.manual_seed(0)
+build_encoder("sasrec", data, {}).save(sys.argv[2])
+"""
+SCORE = """
+import sys, time
+from llara_kit.evaluation.evaluate import evaluate
+from llara_kit.run import load_run
+started = time.perf_counter()
+run = load_run(sys.argv[1])
+loaded = time.perf_counter()
+evaluate(run, "test", batch_size=4, limit=int(sys.argv[2]), record=False, show_progress=False)
+print(loaded - started, time.perf_counter() - loaded)
 """
 
 
@@ -108,6 +130,9 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=20,
                         help="Pre-training steps (batches of 256) timed per softmax.")
     parser.add_argument("--sampled-softmax", type=int, default=1000)
+    parser.add_argument("--llm", default="smollm2-135m", help="The LLM stage's model.")
+    parser.add_argument("--llm-samples", type=int, default=16,
+                        help="Samples the LLM stage trains on and scores.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -120,6 +145,15 @@ def main() -> None:
                             "csv", "--data-dir", str(folder), "--json"], env)
         rank = measured([sys.executable, "-c", RANK, str(folder), str(args.users_ranked)], env)
         users, rank_seconds = rank[2].split()
+        encoder, run = folder / "encoder", folder / "run"
+        measured([sys.executable, "-c", ENCODER, str(folder), str(encoder)], env)
+        train = measured([sys.executable, "-m", "llara_kit", "train", "--dataset", "csv",
+                          "--data-dir", str(folder), "--encoder-dir", str(encoder),
+                          "--max-train-samples", str(args.llm_samples), "--llm", args.llm,
+                          "--out", str(run)], env)
+        trained = json.loads((run / "summary.json").read_text())
+        score = measured([sys.executable, "-c", SCORE, str(run), str(args.llm_samples)], env)
+        load_seconds, score_seconds = map(float, score[2].split())
         pretrain = {name: measured([sys.executable, "-c", PRETRAIN, str(folder),
                                     str(args.pretrain_steps), str(k)], env)
                     for name, k in (("exact", 0), ("sampled", args.sampled_softmax))}
@@ -128,12 +162,18 @@ def main() -> None:
                "prepare_seconds": round(prepare[0], 1), "prepare_peak_gib": round(prepare[1], 2),
                "ranked_users": int(users), "rank_seconds": round(float(rank_seconds), 1),
                "rank_process_peak_gib": round(rank[1], 2), "sampled_softmax": args.sampled_softmax}
+    figures["llm"] = {
+        "samples": args.llm_samples, "train_command_seconds": round(train[0], 1),
+        "train_seconds_per_sample": round(trained["train_seconds"] / trained["samples_seen"], 2),
+        "train_peak_gib": round(train[1], 2), "run_load_seconds": round(load_seconds, 1),
+        "score_seconds_per_sample": round(score_seconds / args.llm_samples, 2),
+        "score_peak_gib": round(score[1], 2)}
     for name, (_, peak, out) in pretrain.items():
         steps, seconds, before, estimate = out.split()
         figures[f"pretrain_{name}"] = {
             "steps": int(steps), "seconds_per_step": round(float(seconds) / int(steps), 3),
             "process_peak_gib": round(peak, 2), "peak_before_training_gib": round(float(before), 2),
-            "estimate_gib": round(float(estimate), 2)}
+            "estimate_mib": round(float(estimate), 1)}
     f = figures
     print("| interactions | users | items | prepare s | prepare peak GiB | users ranked over "
           "all items | ranking s | ranking process peak GiB |")
@@ -148,7 +188,14 @@ def main() -> None:
         p = f[f"pretrain_{name}"]
         label = "exact" if name == "exact" else f"sampled, {args.sampled_softmax:,} items"
         print(f"| {label} | {p['seconds_per_step']} | {p['process_peak_gib']} | "
-              f"{p['peak_before_training_gib']} | {p['estimate_gib']} |")
+              f"{p['peak_before_training_gib']} | {p['estimate_mib'] / 1024:.2f} |")
+    m = f["llm"]
+    print(f"\n| LLM stage ({m['samples']} samples) | train command s | train s/sample | train "
+          "peak GiB | run load s | test scoring s/sample | scoring peak GiB |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {args.llm}, defaults | {m['train_command_seconds']} | "
+          f"{m['train_seconds_per_sample']} | {m['train_peak_gib']} | {m['run_load_seconds']} | "
+          f"{m['score_seconds_per_sample']} | {m['score_peak_gib']} |")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
