@@ -95,6 +95,12 @@ def test_train_candidates_per_epoch(ml100k):
     first, again, second = (ml100k.train_candidates(e) for e in (0, 0, 1))
     assert (first == again).all() and not (first == second).all()
     _check_candidates(ml100k, "train", second)
+    train, rows = ml100k.splits["train"], np.arange(3, len(ml100k.splits["train"]), 97)
+    some = ml100k.train_candidates(1, rows)  # drawn for those samples only
+    assert some.shape == (len(rows), 20) and (some == train.targets[rows, None]).sum(1).all()
+    for user, cands in zip(train.users[rows], some, strict=True):
+        assert len(set(cands.tolist())) == 20
+        assert len(set(cands.tolist()) & set(ml100k.sequences[user].tolist())) == 1
 
 
 def test_preparing_twice_gives_identical_hash_and_candidates(ml100k, tmp_path):

@@ -140,7 +140,7 @@ def test_pretraining_refuses_what_cannot_run(tmp_path, monkeypatch):
     data = cycle_data(tmp_path)
     monkeypatch.setattr("llara_kit.encoders.pretrain.free_memory", lambda device: 2**16)
     with pytest.raises(LlaraKitError, match=r"Pre-training sasrec with the exact softmax over "
-                       r"30 items and batches of 64 needs about 0\.0 GiB but 0\.0 GiB is free "
+                       r"30 items and batches of 64 needs about 0\.3 GiB but 0\.0 GiB is free "
                        r"on cpu; pass `llara-kit pretrain --sampled-softmax 1000`"):
         pretrain_encoder("sasrec", data, None, FAST, home=tmp_path, show_progress=False)
     with pytest.raises(LlaraKitError, match="sampled_softmax=-1 must be >= 0"):

@@ -165,10 +165,9 @@ def test_head_objective_reads_the_candidates_markers(assets, tmp_path):
         assert batch.candidate_at.shape == (len(batch.hybrid), 10)
         assert (batch.input_ids.gather(1, batch.candidate_at) == marker).all()
         assert (batch.labels == -100).all()  # the head needs no answer tokens
-        batches, cands = trainer._epoch(0)
-        idx = batches[0]
+        idx = trainer.global_micro_batch(0)
         targets = trainer.data.splits["train"].targets[idx]
-        assert (torch.tensor(cands[idx])[range(len(idx)), batch.target_pos]
+        assert (torch.tensor(trainer.random_lists(0, idx))[range(len(idx)), batch.target_pos]
                 == torch.tensor(targets)).all()
 
 

@@ -133,13 +133,14 @@ class PreparedData:
         rows = protocol.sample_rows(np.unique(s.users), self.sequences, self.settings, split)
         return [self.sequences[u][:t] for u, t in rows]
 
-    def train_candidates(self, epoch: int) -> np.ndarray:
-        """(n_train, C) candidates for one epoch, drawn from a generator seeded by (seed, epoch),
-        never a new item."""
+    def train_candidates(self, epoch: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) candidates for one epoch of the train samples ``rows`` (all by default: n =
+        n_train), drawn from a generator seeded by (seed, epoch), never a new item."""
         train = self.splits["train"]
+        rows = slice(None) if rows is None else rows
         rng = protocol.candidate_rng(self.settings, "train", epoch)
         return protocol.draw_candidates(
-            train.users, train.targets, self.sequences, self.n_items,
+            train.users[rows], train.targets[rows], self.sequences, self.n_items,
             self.settings.candidates, rng, pool=~self.is_new if self.has_new_items else None,
         )
 

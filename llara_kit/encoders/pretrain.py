@@ -108,16 +108,22 @@ def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: Prepa
     return total / len(order)
 
 
+# What a step holds beyond its weights and logits (autograd's buffers, the allocator's slack):
+# at most 0.14 GiB measured (examples/benchmarks/scale.py, docs/results.md).
+STEP_OVERHEAD = 1 << 28
+
+
 def pretrain_memory(encoder: Encoder, settings: PretrainSettings) -> int:
-    """Bytes pre-training holds at its peak, about: the weights, their gradients and Adam's two
-    moments (4 floats per weight), and 3 floats (logits, softmax, gradient) for each sample
-    of a batch and each item it is scored against: every item, or the K + 1 of a sampled
-    softmax. An upper envelope of measured peaks (docs/encoders.md); an encoder with its own
-    loss may hold more."""
+    """Bytes pre-training holds at its peak beyond the data, about: the weights, their
+    gradients and Adam's two moments (4 floats per weight), 3 floats (logits, softmax,
+    gradient) for each sample of a batch and each item it is scored against (every item, or
+    the K + 1 of a sampled softmax), and ``STEP_OVERHEAD``. An upper envelope of the peaks
+    measured at 50k to 1M items (docs/encoders.md); an encoder with its own loss may hold
+    more."""
     weights = sum(p.numel() for p in encoder.parameters())
     sampled = settings.sampled_softmax
     scored = sampled + 1 if sampled else encoder.config.n_items + 1
-    return 4 * (4 * weights + 3 * settings.batch_size * scored)
+    return 4 * (4 * weights + 3 * settings.batch_size * scored) + STEP_OVERHEAD
 
 
 def _check_settings(name: str, encoder: Encoder, settings: PretrainSettings,

@@ -206,13 +206,16 @@ class Trainer:
 
     @cache  # noqa: B019 - one trainer per run; an epoch's plan is reused by every micro-batch
     def _epoch(self, epoch: int) -> tuple[list[np.ndarray], np.ndarray]:
-        """(micro-batches of sample indices, this epoch's train candidates)."""
-        cands = self.data.train_candidates(epoch)
+        """(micro-batches of sample indices, this epoch's random candidate lists of the plan's
+        samples, in their order: ``random_lists`` finds a sample's)."""
+        samples = self.plan.samples  # sorted
+        cands = self.data.train_candidates(epoch, samples)  # (n, C): drawn for these only
         rng = _rng(self.cfg, _ORDER, epoch)
-        order = rng.permutation(self.plan.samples)
+        order = rng.permutation(samples)
         titles = np.array([len(t) for t in self.data.item_texts])
         history = self.data.splits["train"].history
-        size = titles[history[order]].sum(1) + titles[cands[order]].sum(1)  # prompt length proxy
+        listed = cands[np.searchsorted(samples, order)]
+        size = titles[history[order]].sum(1) + titles[listed].sum(1)  # prompt length proxy
         group = self.cfg.batch_size * 16  # sort within groups so batches need little padding
         batches = []
         for start in range(0, len(order), group):
@@ -221,6 +224,10 @@ class Trainer:
             batches += [chunk[i : i + self.cfg.batch_size]
                         for i in range(0, len(chunk), self.cfg.batch_size)]
         return [batches[i] for i in rng.permutation(len(batches))], cands
+
+    def random_lists(self, epoch: int, idx: np.ndarray) -> np.ndarray:
+        """(B, C) the random candidate lists of the plan's samples ``idx`` in ``epoch``."""
+        return self._epoch(epoch)[1][np.searchsorted(self.plan.samples, idx)]
 
     def global_micro_batch(self, g: int) -> np.ndarray:
         """Sample indices of global micro-batch ``g`` (over all epochs; every rank's)."""
@@ -276,7 +283,7 @@ class Trainer:
         n = len(self.data.splits["train"])
         rng = _rng(self.cfg, _BASE_FIT)
         idx = np.sort(rng.choice(n, size=min(FIT_SAMPLES, n), replace=False))
-        cands = self.data.train_candidates(0)[idx]
+        cands = self.data.train_candidates(0, idx)
         dropped = rng.random(cands.shape) < self.cfg.item_dropout
         base, cold, content = self.candidate_scores(idx, cands, dropped)
         targets = self.data.splits["train"].targets[idx]
@@ -292,7 +299,7 @@ class Trainer:
     def candidate_lists(self, g: int, p_shortlist: float) -> tuple[np.ndarray, np.ndarray]:
         """Micro-batch ``g``'s (B, C) candidate lists and (B,) which are shortlists."""
         idx = self.global_micro_batch(g)
-        random_lists = self._epoch(g // self.plan.micro_per_epoch)[1][idx]
+        random_lists = self.random_lists(g // self.plan.micro_per_epoch, idx)
         wanted = _rng(self.cfg, _SHORTLIST, g).random(len(idx)) < p_shortlist
         return self.lists.candidates(idx, random_lists, wanted,
                                      self.data.splits["train"].targets[idx],
@@ -449,7 +456,7 @@ class Trainer:
         samples whose target their shortlist holds. Compare with the test split's (``pretrain``,
         ``evaluate --candidates retrieved``): they match when nothing leaks."""
         idx = self.plan.samples
-        hit_rate = self.lists.hit_rate(self.data, idx, self._epoch(0)[1][idx])
+        hit_rate = self.lists.hit_rate(self.data, idx, self.random_lists(0, idx))
         out = {"train_lists_scorer_HR@1": round(hit_rate, 4)}
         if self.lists.mined is not None:
             out["train_shortlist_recall"] = round(self.lists.recall(), 4)  # every train sample
