@@ -1,8 +1,10 @@
 """Scoring item rankers on a split: over the stored candidates and over all items.
 
 An item scorer maps a batch of histories to a score for every item id,
-``(B, L) ids, (B,) lengths -> (B, n_items + 1)``; encoders are item scorers, and so is the
-popularity baseline. Every method is scored on the same stored candidates.
+``(B, L) ids, (B,) lengths -> (B, n_items + 1)``; encoders are item scorers, and so are the
+popularity and content baselines. A scorer with ``score_items(seq, lengths, items)`` (encoders,
+``ContentScorer``) also scores listed items alone, ``(B, K) -> (B, K)``, which scoring on
+candidates uses. Every method is scored on the same stored candidates.
 """
 
 from __future__ import annotations
