@@ -25,16 +25,20 @@ def test_movielens_on_smollm2_pretrain_train_evaluate_recommend_report(tmp_path)
     run = tmp_path / "run"
     encoder = json.loads(invoke("pretrain", "--encoder", "sasrec", "--epochs", "3", "--json"))
     assert encoder["test"]["HR@1"]["value"] > 0.1  # 20 candidates: chance is 0.05
-    # the same 8 samples three times (their negatives drawn anew each epoch), the parts
-    # trained from scratch at 10x the LoRA's rate: the third pass must fit them better
+    # the same 8 samples three times, each with the same list every time (SASRec's shortlist,
+    # the target injected; random negatives drawn anew each epoch would make the passes
+    # incomparable), the parts trained from scratch at 10x the LoRA's rate: the third pass
+    # must fit them better
     invoke("train", "--encoder", "sasrec", "--projector", "mlp", "--schedule", "linear",
            "--max-train-samples", "8", "--epochs", "3", "--batch-size", "2",
-           "--grad-accum", "1", "--new-lr", "8e-3", "--out", str(run))
+           "--grad-accum", "1", "--new-lr", "8e-3", "--negatives", "shortlist",
+           "--missing-target", "inject", "--out", str(run))
     assert json.loads((run / "encoder" / "pretrain.json").read_text())["key"] == \
         encoder["key"]  # the encoder pre-trained above
     log = read_log(run)
     first, last = ([e["loss"] for e in log if e["epoch"] == k] for k in (0, 2))
     assert len(log) == 12 and np.mean(last) < np.mean(first) - 0.1, log
+    assert all(e["shortlist_share"] == 1.0 for e in log)
 
     metrics = json.loads(invoke("evaluate", str(run), "--limit", "16", "--no-fuse",
                                 "--json"))["score"]
