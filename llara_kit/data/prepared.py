@@ -37,7 +37,8 @@ from llara_kit.storage import (
 )
 from llara_kit.version import VERSION
 
-FORMAT = 2  # bump when the stored layout or the protocol changes (2: item attributes)
+FORMAT = 3  # bump when the stored layout or the protocol changes (2: item attributes, 3:
+# negatives drawn by rejection)
 
 
 def target_positions(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
