@@ -109,7 +109,7 @@ def _train_epoch(encoder: Encoder, optimizer: torch.optim.Optimizer, data: Prepa
 
 
 # What a step holds beyond its weights and logits (autograd's buffers, the allocator's slack):
-# at most 0.14 GiB measured (examples/benchmarks/scale.py, docs/results.md).
+# about 0.1 GiB measured at 50k and 100k items (examples/benchmarks/scale.py, results.md).
 STEP_OVERHEAD = 1 << 28
 
 
