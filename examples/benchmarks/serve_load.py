@@ -34,6 +34,7 @@ import torch
 from llara_kit.evaluation.evaluate import evaluate
 from llara_kit.run import load_prepared, load_run
 from llara_kit.run_folder import read_config
+from llara_kit.storage import write_json
 
 SETTINGS = {"no batching": ["--max-batch", "1"],
             "batching 8 / 0 ms": ["--max-batch", "8", "--max-wait-ms", "0"],
@@ -174,9 +175,9 @@ def main() -> None:
     print(f"offline `evaluate` on the same {users} test users: " + ", ".join(
         f"{k}: {v:.2f} users/s ({1000 / v:.0f} ms each)" for k, v in rates.items()))
     if args.out:
-        args.out.write_text(json.dumps({"points": points, "server_peak_rss_gib": memory,
-                                        "offline_users_per_s": rates,
-                                        "torch_threads": torch.get_num_threads()}, indent=2))
+        write_json(args.out, {"points": points, "server_peak_rss_gib": memory,
+                              "offline_users_per_s": rates,
+                              "torch_threads": torch.get_num_threads()})
 
 
 if __name__ == "__main__":
