@@ -365,7 +365,7 @@ if rank == 0:
         torch.allclose(state[k], expected[k], atol=1e-6) for k in expected)}), flush=True)
 dist.barrier()
 # DeepSpeed's ZeRO-3 on CPU aborts in a C++ destructor at interpreter exit in about one run of
-# six ("terminate called without an active exception"), after the work above is done: leave
+# four ("terminate called without an active exception"), after the work above is done: leave
 # without the interpreter's teardown, so the exit status is the work's.
 os._exit(0)
 '''

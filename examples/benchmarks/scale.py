@@ -123,7 +123,7 @@ def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return seconds, int(kib) / 2**20, out.stdout.split("\n", 1)[1]
 
 
-def _figures(seconds: float) -> float:
+def _significant(seconds: float) -> float:
     """Three significant figures: a per-sample time on the tiny model is well under 0.01 s."""
     return float(f"{seconds:.3g}")
 
@@ -171,14 +171,15 @@ def main() -> None:
                "rank_process_peak_gib": round(rank[1], 2), "sampled_softmax": args.sampled_softmax}
     figures["llm"] = {
         "samples": args.llm_samples, "train_command_seconds": round(train[0], 1),
-        "train_seconds_per_sample": _figures(trained["train_seconds"] / trained["samples_seen"]),
+        "train_seconds_per_sample": _significant(
+            trained["train_seconds"] / trained["samples_seen"]),
         "train_peak_gib": round(train[1], 2), "run_load_seconds": round(load_seconds, 1),
-        "score_seconds_per_sample": _figures(score_seconds / args.llm_samples),
+        "score_seconds_per_sample": _significant(score_seconds / args.llm_samples),
         "score_peak_gib": round(score[1], 2)}
     for name, (_, peak, out) in pretrain.items():
         steps, seconds, before, estimate = out.split()
         figures[f"pretrain_{name}"] = {
-            "steps": int(steps), "seconds_per_step": _figures(float(seconds) / int(steps)),
+            "steps": int(steps), "seconds_per_step": _significant(float(seconds) / int(steps)),
             "process_peak_gib": round(peak, 2), "peak_before_training_gib": round(float(before), 2),
             "estimate_mib": round(float(estimate), 1)}
     f = figures
